@@ -356,14 +356,14 @@ def _first_line(*texts):
     return ''
 
 
-def collect_gpu_facts(module, nvidia_smi_path='nvidia-smi', proc_version_path=PROC_DRIVER_VERSION):
+def collect_gpu_facts(module, nvidia_smi_path='nvidia-smi', proc_version_path=None):
     """Run the probes on the managed host (one nvidia-smi call) and build the facts."""
     systemctl = module.get_bin_path('systemctl')
     fabric_manager = (None, None)
     if systemctl:
         rc, out, dummy = module.run_command([systemctl, 'is-active', FABRIC_MANAGER_UNIT])
         fabric_manager = parse_systemctl_is_active(rc, out)
-    proc_text = _read_optional(proc_version_path)
+    proc_text = _read_optional(proc_version_path or PROC_DRIVER_VERSION)
 
     if os.sep in nvidia_smi_path:
         smi = nvidia_smi_path if os.access(nvidia_smi_path, os.X_OK) else None
