@@ -269,7 +269,7 @@ _value:
       description: Tokens the KV cache of one replica holds.
       type: int
       returned: always
-      sample: 672556
+      sample: 672723
     kv_cache_bytes_per_token:
       description: KV cache bytes per token for the whole model (all layers, one copy).
       type: int

@@ -772,18 +772,17 @@ def plan_inference(model, hardware, options=None):
 
 
 def _what_would_fit(model, hw, opts, quant, kv_bytes, overhead, model_len):
-    """Smallest whole-node TP x PP layout that would hold the model, as a hint."""
+    """The layout the planner would pick with enough nodes, as a hint."""
     node_tps = _tp_candidates(model, hw["gpus_per_node"])
     if not node_tps:
         return None
-    tp = node_tps[-1]
     layers = int(model["num_hidden_layers"])
-    pp = 1
-    while tp * pp <= MAX_HINT_GPUS and pp <= layers:
+    candidates = [(tp, 1) for tp in node_tps]
+    candidates += [(node_tps[-1], pp) for pp in range(2, layers + 1) if node_tps[-1] * pp <= MAX_HINT_GPUS]
+    for tp, pp in candidates:
         if _evaluate(model, hw, opts, quant, kv_bytes, overhead, tp, pp, model_len)["fits"]:
             gpus = tp * pp
             nodes = int(math.ceil(gpus / float(hw["gpus_per_node"])))
             return ("it would fit with TP %d x PP %d = %d x %s (%d node(s) of %d GPUs)"
                     % (tp, pp, gpus, hw["gpu_model"], nodes, hw["gpus_per_node"]))
-        pp += 1
     return None

@@ -174,7 +174,7 @@ MODELS = {
         "attention": "mla",
         "native_dtype": "bf16",
         "total_params": 40393368,
-        "active_params": 39508608,
+        "active_params": 39508632,
         "vocab_size": 129280,
         "hidden_size": 128,
         "intermediate_size": 256,
