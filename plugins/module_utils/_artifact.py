@@ -28,7 +28,6 @@ import pwd
 import queue
 import re
 import shutil
-import stat
 import tempfile
 import threading
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -269,13 +268,12 @@ class HttpSource:
     def _request(self, relpath, method="GET"):
         return self._open_url(self.url(relpath), method=method, decompress=False, **self.kwargs)
 
-    def _error(self, relpath, exc):
+    @staticmethod
+    def _error(exc):
         import urllib.error
-        code = getattr(exc, "code", None)
         if isinstance(exc, urllib.error.HTTPError):
-            return "HTTP %s %s" % (code, exc.reason)
-        reason = getattr(exc, "reason", None)
-        return str(reason or exc)
+            return "HTTP %s %s" % (exc.code, exc.reason)
+        return str(getattr(exc, "reason", None) or exc)
 
     def read_manifest(self):
         import urllib.error
@@ -289,9 +287,9 @@ class HttpSource:
             except urllib.error.HTTPError as exc:
                 if exc.code == 404:
                     continue
-                raise ArtifactError("cannot fetch %s: %s" % (self.describe(fname), self._error(fname, exc)))
+                raise ArtifactError("cannot fetch %s: %s" % (self.describe(fname), self._error(exc)))
             except (OSError, http.client.HTTPException, ValueError) as exc:
-                raise ArtifactError("cannot fetch %s: %s" % (self.describe(fname), self._error(fname, exc)))
+                raise ArtifactError("cannot fetch %s: %s" % (self.describe(fname), self._error(exc)))
             if len(raw) > MAX_MANIFEST_BYTES:
                 raise ArtifactError("%s is larger than %d bytes" % (self.describe(fname), MAX_MANIFEST_BYTES))
             return fmt, raw
@@ -313,7 +311,7 @@ class HttpSource:
             resp = self._request(relpath)
         except (OSError, http.client.HTTPException, ValueError) as exc:
             raise ArtifactError("file %s: cannot fetch %s: %s" % (
-                relpath, self.describe(relpath), self._error(relpath, exc)))
+                relpath, self.describe(relpath), self._error(exc)))
         length = resp.headers.get("Content-Length")
         return resp, int(length) if length and length.isdigit() else None
 
@@ -928,7 +926,12 @@ def ensure_present(params, check_mode=False, opener=None):
             staging, fetched, total = stage_version(store, source, manifest, version, file_mode, uid, gid,
                                                     chunk_size=chunk_size, fsync=params.get("fsync", True),
                                                     sizes=sizes)
-            install_staged(store, staging, version)
+            try:
+                install_staged(store, staging, version)
+            except OSError as exc:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise ArtifactError("cannot move %s to %s: %s" % (staging, store.version_dir(version),
+                                                                   exc.strerror or exc))
             result.update(fetched=fetched, bytes=total)
         if switching:
             store.switch(version)

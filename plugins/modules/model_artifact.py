@@ -11,7 +11,7 @@ module: model_artifact
 short_description: Stage a verified model version on the hot tier and switch to it atomically
 version_added: 0.1.0
 author:
-  - onprem.deepseek contributors
+  - onprem.deepseek contributors (!UNKNOWN)
 description:
   - Fetches one version of a model from the site's artifact store (HTTPS with the site CA, HTTP,
     or a local or NFS-mounted directory).
@@ -19,16 +19,17 @@ description:
     the version's manifest; size is checked too, so a truncated file is reported as truncated.
   - Files are staged into C(<dest>/<name>/.staging-<version>-<random>/), renamed to
     C(<dest>/<name>/versions/<version>/) once all of them verified, and only then the
-    C(<dest>/<name>/current) symlink is replaced atomically (new symlink, then C(rename(2))).
+    C(<dest>/<name>/current) symlink is replaced atomically (a new symlink renamed over it).
   - A checksum mismatch, a truncated or oversized file, an unreachable source or a full disk removes
     the staging directory and fails with the file's name; the live version and C(current) are
     left untouched.
   - Free space is checked before anything is fetched.
   - Keeps O(keep) previously activated versions for rollback and deletes older ones after the switch.
-  - B(Manifest format.) The source holds, per version, C(<source>/<name>/<version>/manifest.json)
+  - 'B(Manifest format.) The source holds, per version, C(<source>/<name>/<version>/manifest.json)
     of the form C({"model": "<name>", "version": "<version>", "files": [{"path": "config.json",
-    "size": 123, "sha256": "<64 hex digits>"}]}).
-    C(model) and C(version) are optional; when present they must equal O(name) and O(version).
+    "size": 123, "sha256": "<64 hex digits>"}]}).'
+  - In C(manifest.json), C(model) and C(version) are optional; when present they must equal
+    O(name) and O(version).
     C(path) is relative to the version directory and may contain C(/); absolute paths, C(..)
     components, duplicates and the reserved names C(.manifest) and C(.manifest.sha256) are
     rejected with an error naming the entry.
@@ -137,6 +138,8 @@ options:
       - Use the proxy from the environment for HTTP(S) sources.
     type: bool
     default: true
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
@@ -147,9 +150,12 @@ attributes:
     support: full
     details:
       - Shows the C(current) symlink target before and after.
+  platform:
+    support: full
+    platforms: posix
 notes:
   - Staged files are written with C(fsync) before the switch, and the C(current) symlink is
-    replaced with one C(rename(2)), so readers see either the old or the new version.
+    replaced with one atomic rename, so readers see either the old or the new version.
   - The version C(current) points at is never modified; re-publishing different content under a
     live version fails. Publish a new version instead.
   - A lock file C(<dest>/<name>/.lock) keeps concurrent runs apart; leftover staging directories
@@ -206,7 +212,7 @@ version:
 current:
   description: Directory of that version.
   returned: always
-  type: path
+  type: str
   sample: /srv/deepseek/hot/models/DeepSeek-R1-Distill-Qwen-32B/versions/2025-05-28
 previous:
   description: Version C(current) pointed at before the run; null when there was none.
