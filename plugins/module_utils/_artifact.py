@@ -930,8 +930,8 @@ def ensure_present(params, check_mode=False, opener=None):
                 install_staged(store, staging, version)
             except OSError as exc:
                 shutil.rmtree(staging, ignore_errors=True)
-                raise ArtifactError("cannot move %s to %s: %s" % (staging, store.version_dir(version),
-                                                                   exc.strerror or exc))
+                raise ArtifactError("cannot move %s to %s: %s" % (
+                    staging, store.version_dir(version), exc.strerror or exc))
             result.update(fetched=fetched, bytes=total)
         if switching:
             store.switch(version)

@@ -9,6 +9,11 @@ files on the same disk twice: with shutil.copyfile (the baseline) and with the m
 function (hash while copying, then verify). Prints both throughputs and their ratio; the target
 is a ratio of at least 0.7. There is no pass/fail exit status.
 
+Both methods fsync every file by default, since the module does before it switches `current`;
+that is the comparison that matters on a real disk. With --no-fsync both only fill the page
+cache, and staging is then capped by the CPU's SHA-256 speed (hashing overlaps the I/O in a
+worker thread, but a memory-to-memory copy is faster than any SHA-256), so expect a lower ratio.
+
 Usage: tools/bench/staging_throughput.py [--size 512M] [--files 4] [--dir /srv/deepseek/hot]
        [--repeat 3] [--no-fsync]
 Run it on the disk you care about: --dir must be on the hot tier to measure the hot tier.
