@@ -1,0 +1,198 @@
+"""sandbox up | down | status | publish: the command line of the sandbox."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from . import hosts as hostmod
+from . import mirror, network, rootfs, run
+from .run import log, sh
+from .spec import SpecError, load
+
+STATE_ROOT = Path(os.environ.get("SANDBOX_STATE_ROOT", "/var/lib/onprem-sandbox"))
+CACHE_ROOT = Path(os.environ.get("SANDBOX_CACHE", "/var/cache/onprem-sandbox"))
+
+
+class State:
+    """What this sandbox created, so that `down` removes exactly that, even after the
+    inventory changed."""
+
+    def __init__(self, name):
+        self.name = name
+        self.dir = STATE_ROOT / name
+        self.file = self.dir / "state.json"
+        self.data = json.loads(self.file.read_text()) if self.file.exists() else {}
+
+    def save(self):
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2, sort_keys=True))
+        tmp.rename(self.file)
+
+    @property
+    def hosts(self):
+        return self.data.setdefault("hosts", {})
+
+
+def ssh_material(spec, state):
+    ssh_dir = state.dir / "ssh"
+    ssh_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = ssh_dir / "id_ed25519"
+    if not key.exists():
+        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"sandbox-{spec.name}", "-f", key)
+    return key, (ssh_dir / "id_ed25519.pub").read_text()
+
+
+def write_ssh_files(spec, state):
+    ssh_dir = state.dir / "ssh"
+    known = "".join(f"{h['address']} {h['hostkey']}\n" for h in state.hosts.values())
+    (ssh_dir / "known_hosts").write_text(known)
+    config = "".join(
+        f"Host {name}\n  HostName {h['address']}\n  User {spec.admin_user}\n"
+        f"  IdentityFile {ssh_dir / 'id_ed25519'}\n  IdentitiesOnly yes\n"
+        f"  UserKnownHostsFile {ssh_dir / 'known_hosts'}\n  StrictHostKeyChecking yes\n\n"
+        for name, h in sorted(state.hosts.items())
+    )
+    (ssh_dir / "config").write_text(config)
+
+
+def up(spec):
+    state = State(spec.name)
+    state.data.update(name=spec.name, mirror=str(spec.mirror_address),
+                      routes=[str(s.subnet) for s in spec.sites.values()])
+    state.save()
+    try:
+        _up(spec, state)
+    except BaseException:
+        log("up failed: removing what it created")
+        down(spec.name)
+        raise
+
+
+def _up(spec, state):
+    started = time.monotonic()
+    cache = CACHE_ROOT
+    image, apt_entries = rootfs.ensure(spec, cache / "images")
+    _, pubkey = ssh_material(spec, state)
+
+    network.ensure_router(spec)
+    mirror_cache = cache / "mirror" / spec.name
+    www = mirror.prepare_www(spec, state.dir, mirror_cache)
+    procs = state.data.setdefault("mirror_pids", {})
+    if not run.alive(procs.get("apt")):
+        procs["apt"] = mirror.start_apt_proxy(spec, state.dir, mirror_cache)
+    if not run.alive(procs.get("http")):
+        procs["http"] = mirror.start_http(spec, www)
+    state.save()
+
+    wanted = {h.name for h in spec.hosts}
+    gone = sorted(set(state.hosts) - wanted)
+    if gone:
+        log(f"removing host(s) no longer in the inventory: {', '.join(gone)}")
+        _remove_hosts(state, gone)
+    for host in spec.hosts:
+        network.ensure_host(spec, host)
+        entry = state.hosts.get(host.name, {})
+        if run.alive(entry.get("pid")):
+            continue
+        root = hostmod.create_rootfs(spec, host, image, apt_entries, state.dir, pubkey)
+        pid = hostmod.boot(spec, host, root, state.dir)
+        state.hosts[host.name] = {
+            "pid": pid, "address": str(host.address), "site": host.site,
+            "hostkey": " ".join(hostmod.host_key(root)),
+        }
+        state.save()
+    for host in spec.hosts:
+        hostmod.wait_ssh(host, state.hosts[host.name]["pid"])
+    write_ssh_files(spec, state)
+    log(f"up: {len(spec.hosts)} host(s) answering SSH after {time.monotonic() - started:.0f}s")
+
+
+def _remove_hosts(state, names):
+    hostmod.shutdown([state.hosts.get(n, {}).get("pid") for n in names])
+    for name in names:
+        state.hosts.pop(name, None)
+        network.remove_host(state.name, name)
+        shutil.rmtree(hostmod.host_dir(state.dir, name), ignore_errors=True)
+        state.save()
+
+
+def down(name):
+    state = State(name)
+    _remove_hosts(state, sorted(state.hosts))
+    run.stop(list(state.data.get("mirror_pids", {}).values()), timeout=10)
+    network.remove_router(name, state.data.get("routes", []))
+    # Namespaces left by an interrupted run that never reached the state file.
+    for item in network.leftovers(name):
+        kind, _, obj = item.partition(" ")
+        sh("ip", *(["netns", "del"] if kind == "netns" else ["link", "del"]), obj, check=False)
+    if state.dir.exists():
+        shutil.rmtree(state.dir)
+    remaining = network.leftovers(name)
+    if remaining:
+        raise run.CommandError(f"down left {', '.join(remaining)}")
+
+
+def status(name):
+    state = State(name)
+    if not state.data:
+        print(f"sandbox {name}: down")
+        return 0
+    healthy = True
+    print(f"sandbox {name}: state in {state.dir}")
+    procs = state.data.get("mirror_pids", {})
+    m = state.data.get("mirror")
+    for what, port, path in (("apt proxy", 3142, ""), ("http", 8080, "/pypi/simple/ and /artifacts/")):
+        key = "apt" if what == "apt proxy" else "http"
+        ok = run.alive(procs.get(key))
+        healthy &= ok
+        print(f"  mirror {what:9} http://{m}:{port}{path:30} {'running' if ok else 'STOPPED'}")
+    for host, h in sorted(state.hosts.items()):
+        ok = run.alive(h.get("pid")) and hostmod.ssh_ready(h["address"])
+        healthy &= ok
+        print(f"  host   {host:20} {h['address']:15} site {h['site']:10} {'up (ssh)' if ok else 'DOWN'}")
+    print(f"  ssh:   ssh -F {state.dir / 'ssh' / 'config'} <host>")
+    return 0 if healthy else 1
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="sandbox", description=__doc__)
+    p.add_argument("-i", "--inventory", action="append",
+                   help="inventory source(s) describing the sandbox (default: inventories/sandbox)")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("up", help="create or repair the sandbox (idempotent)")
+    sub.add_parser("down", help="remove every host, link, namespace and process of the sandbox")
+    sub.add_parser("status", help="show hosts, addresses and the mirror; exit 1 if anything is down")
+    pub = sub.add_parser("publish", help="copy files into the mirror's artifact store")
+    pub.add_argument("src")
+    pub.add_argument("dest")
+    args = p.parse_args(argv)
+    if os.geteuid() != 0:
+        sys.exit("sandbox: must run as root (namespaces, containers)")
+    inventories = args.inventory or ["inventories/sandbox"]
+    ansible_inventory = str(Path(sys.executable).with_name("ansible-inventory"))
+    try:
+        spec = load(inventories, ansible_inventory)
+        if args.cmd == "up":
+            up(spec)
+            return status(spec.name)
+        if args.cmd == "down":
+            down(spec.name)
+            print(f"sandbox {spec.name}: down")
+            return 0
+        if args.cmd == "status":
+            return status(spec.name)
+        if args.cmd == "publish":
+            target = mirror.publish(State(spec.name).dir / "mirror" / "www", args.src, args.dest)
+            print(f"published {args.src} -> {spec.http_url}/artifacts/{args.dest.strip('/')} ({target})")
+            return 0
+    except (SpecError, run.CommandError) as exc:
+        print(f"sandbox: {exc}", file=sys.stderr)
+        return 2
+    return 0
+

@@ -1,0 +1,207 @@
+"""What a sandbox is made of, read from an Ansible inventory and validated.
+
+Everything here is pure: no commands run, so it is unit-tested directly.
+"""
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import re
+import subprocess
+from dataclasses import dataclass, field
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")
+HOST_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
+
+# Packages every sandbox host image carries: what a freshly installed server has, plus what
+# Ansible needs to manage it (python3, python3-apt) and to reach it (openssh-server, sudo).
+BASE_PACKAGES = (
+    "systemd", "systemd-sysv", "dbus", "libpam-systemd", "python3", "python3-apt",
+    "openssh-server", "sudo", "iproute2", "ca-certificates", "curl", "procps",
+    "kmod", "less", "gnupg",
+)
+
+
+class SpecError(ValueError):
+    """The inventory does not describe a valid sandbox; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Site:
+    name: str
+    subnet: ipaddress.IPv4Network
+    gateway: ipaddress.IPv4Address
+    bridge: str
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    site: str
+    address: ipaddress.IPv4Address
+    link: str  # the host's veth end inside the router namespace
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    mirror_address: ipaddress.IPv4Address
+    router_address: ipaddress.IPv4Address
+    sites: dict
+    hosts: tuple
+    suite: str = "bookworm"
+    packages: tuple = BASE_PACKAGES
+    pypi_requirements: tuple = ()
+    admin_user: str = "deploy"
+    apt_port: int = 3142
+    http_port: int = 8080
+    extra: dict = field(default_factory=dict)
+
+    # Names of everything the sandbox creates on this machine, derived in one place so that
+    # `down` removes exactly what `up` made.
+    @property
+    def router_netns(self):
+        return f"sbx-{self.name}-router"
+
+    def host_netns(self, host):
+        return f"sbx-{self.name}-{host}"
+
+    @property
+    def uplink(self):
+        return f"sbx-{self.name}"
+
+    @property
+    def apt_proxy_url(self):
+        return f"http://{self.mirror_address}:{self.apt_port}"
+
+    @property
+    def http_url(self):
+        return f"http://{self.mirror_address}:{self.http_port}"
+
+    def rootfs_key(self, mirror_url):
+        """Cache key of the host image: changes when anything that goes into it changes."""
+        recipe = json.dumps(
+            {"suite": self.suite, "mirror": mirror_url, "packages": sorted(self.packages),
+             "admin_user": self.admin_user, "recipe": 3},
+            sort_keys=True,
+        )
+        return hashlib.sha256(recipe.encode()).hexdigest()[:16]
+
+
+def _need(hostvars, var, where):
+    if var not in hostvars:
+        raise SpecError(f"{var} is not set ({where})")
+    return hostvars[var]
+
+
+def _address(value, var):
+    try:
+        return ipaddress.IPv4Address(str(value))
+    except ValueError as exc:
+        raise SpecError(f"{var}: {value!r} is not an IPv4 address") from exc
+
+
+def parse_inventory(inv):
+    """Build a Spec from `ansible-inventory --list` output (a dict)."""
+    hostvars = inv.get("_meta", {}).get("hostvars", {})
+    if not hostvars:
+        raise SpecError("the inventory has no hosts")
+    first = next(iter(hostvars.values()))
+    name = str(_need(first, "sandbox_name", "group_vars/all"))
+    if not NAME_RE.match(name):
+        raise SpecError(f"sandbox_name: {name!r} must be 1-8 lowercase letters/digits, starting with a letter")
+    mirror = _address(_need(first, "sandbox_mirror_address", "group_vars/all"), "sandbox_mirror_address")
+    uplink_net = ipaddress.IPv4Network(f"{mirror}/30", strict=False)
+    if mirror != uplink_net.network_address + 1:
+        raise SpecError(f"sandbox_mirror_address: {mirror} must be the first address of a /30 (e.g. x.y.z.1)")
+    router = mirror + 1
+
+    raw_sites = _need(first, "sandbox_sites", "group_vars/all")
+    if not isinstance(raw_sites, dict) or not raw_sites:
+        raise SpecError("sandbox_sites: must be a mapping of site name to {subnet, gateway}")
+    sites = {}
+    for index, (site_name, conf) in enumerate(sorted(raw_sites.items())):
+        try:
+            subnet = ipaddress.IPv4Network(str(conf["subnet"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SpecError(f"sandbox_sites.{site_name}.subnet: missing or not an IPv4 network") from exc
+        gateway = _address(conf.get("gateway", subnet.network_address + 1), f"sandbox_sites.{site_name}.gateway")
+        if gateway not in subnet:
+            raise SpecError(f"sandbox_sites.{site_name}.gateway: {gateway} is outside {subnet}")
+        if uplink_net.overlaps(subnet):
+            raise SpecError(f"sandbox_sites.{site_name}.subnet: {subnet} overlaps the mirror link {uplink_net}")
+        for other in sites.values():
+            if other.subnet.overlaps(subnet):
+                raise SpecError(f"sandbox_sites.{site_name}.subnet: {subnet} overlaps site {other.name}")
+        sites[site_name] = Site(site_name, subnet, gateway, f"site{index}")
+
+    hosts = []
+    seen = {}
+    for index, (host_name, hv) in enumerate(sorted(hostvars.items())):
+        if not HOST_RE.match(host_name):
+            raise SpecError(f"host {host_name!r}: names must be lowercase letters, digits and '-'")
+        site = _need(hv, "sandbox_site", f"host {host_name}")
+        if site not in sites:
+            raise SpecError(f"host {host_name}: sandbox_site {site!r} is not in sandbox_sites")
+        address = _address(_need(hv, "ansible_host", f"host {host_name}"), f"host {host_name}: ansible_host")
+        net = sites[site].subnet
+        if address not in net or address in (net.network_address, net.broadcast_address, sites[site].gateway):
+            raise SpecError(f"host {host_name}: ansible_host {address} is not a free host address in {net}")
+        if address in seen:
+            raise SpecError(f"host {host_name}: ansible_host {address} is already used by {seen[address]}")
+        seen[address] = host_name
+        hosts.append(Host(host_name, site, address, f"h{index}"))
+
+    pypi = first.get("sandbox_pypi_requirements", []) or []
+    if not isinstance(pypi, list) or not all(isinstance(r, str) for r in pypi):
+        raise SpecError("sandbox_pypi_requirements: must be a list of requirement strings")
+    extra_pkgs = first.get("sandbox_extra_packages", []) or []
+    if not isinstance(extra_pkgs, list):
+        raise SpecError("sandbox_extra_packages: must be a list of Debian package names")
+    return Spec(
+        name=name, mirror_address=mirror, router_address=router, sites=sites,
+        hosts=tuple(hosts), packages=tuple(BASE_PACKAGES) + tuple(extra_pkgs),
+        pypi_requirements=tuple(pypi),
+    )
+
+
+def load(inventories, ansible_inventory="ansible-inventory"):
+    """Read inventory sources with Ansible's own parser, so the sandbox and the playbooks agree."""
+    cmd = [ansible_inventory] + [a for i in inventories for a in ("-i", str(i))] + ["--list"]
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SpecError(f"cannot read inventory {' '.join(map(str, inventories))}: {proc.stderr.strip()}")
+    return parse_inventory(json.loads(proc.stdout))
+
+
+def debian_sources(sources_text, suite):
+    """Pick the Debian archive entries for `suite` from deb822 and one-line apt sources.
+
+    Returns [(uri, suite, components)], main suite first. The sandbox and its hosts use the
+    same upstream as this machine, so no mirror address is written into the repository.
+    """
+    entries = []
+    for stanza in re.split(r"\n\s*\n", sources_text):
+        fields = {}
+        for line in stanza.splitlines():
+            if line.startswith("#") or ":" not in line or line[:1].isspace():
+                continue
+            key, _, value = line.partition(":")
+            fields[key.strip().lower()] = value.strip()
+        if fields.get("enabled", "yes").lower() == "no" or "deb" not in fields.get("types", "").split():
+            continue
+        for uri in fields.get("uris", "").split():
+            for s in fields.get("suites", "").split():
+                entries.append((uri.rstrip("/"), s, fields.get("components", "main").split()))
+    for line in sources_text.splitlines():
+        parts = line.split("#", 1)[0].split()
+        if len(parts) >= 3 and parts[0] == "deb":
+            if parts[1].startswith("["):
+                parts = [p for p in parts if not (p.startswith("[") or p.endswith("]") or "=" in p)]
+            entries.append((parts[1].rstrip("/"), parts[2], parts[3:] or ["main"]))
+    picked = [e for e in entries if e[1] == suite or e[1].startswith(suite + "-")]
+    picked.sort(key=lambda e: e[1] != suite)
+    if not any(e[1] == suite for e in picked):
+        raise SpecError(f"no '{suite}' Debian source in this machine's apt configuration")
+    return picked
