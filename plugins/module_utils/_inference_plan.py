@@ -305,7 +305,7 @@ def gpu_capabilities(gpu_model, compute_capability=None):
 
 def _parse_hardware(hardware):
     if hardware is None:
-        raise InferencePlanError(
+        raise InferencePlanError(  # pylint: disable=raising-format-tuple
             "hardware is required: {gpu_model, gpu_memory_gib, gpus_per_node, nodes}", "hardware"
         )
     if not isinstance(hardware, dict):
@@ -606,7 +606,7 @@ def plan_inference(model, hardware, options=None):
     # context length
     user_len = opts["max_model_len"]
     if user_len is not None and user_len > max_pos:
-        problems.append("max_model_len %d exceeds the model's max_position_embeddings %d" % (user_len, max_pos))
+        problems.append("max_model_len %d exceeds the model's max_position_embeddings %d" % (user_len, max_pos))  # pylint: disable=bad-string-format-type
     model_len = user_len if user_len is not None else max_pos
 
     # explicit parallelism is validated, never replaced
@@ -618,7 +618,7 @@ def plan_inference(model, hardware, options=None):
     group_limit = total_gpus // (user_dp or 1)
     layout_problems = []
     if user_dp is not None and user_dp > total_gpus:
-        layout_problems.append("data_parallel_size %d exceeds the %d GPUs available" % (user_dp, total_gpus))
+        layout_problems.append("data_parallel_size %d exceeds the %d GPUs available" % (user_dp, total_gpus))  # pylint: disable=bad-string-format-type
     if user_tp is not None:
         if not valid_tensor_parallel(spec, user_tp):
             kv_note = ""
@@ -630,10 +630,10 @@ def plan_inference(model, hardware, options=None):
             layout_problems.append("tensor_parallel_size %d spans nodes but is not a multiple of gpus_per_node %d"
                                    % (user_tp, hw["gpus_per_node"]))
     if user_pp is not None and user_pp > layers:
-        layout_problems.append("pipeline_parallel_size %d exceeds the model's %d layers" % (user_pp, layers))
+        layout_problems.append("pipeline_parallel_size %d exceeds the model's %d layers" % (user_pp, layers))  # pylint: disable=bad-string-format-type
     wanted = (user_tp or 1) * (user_pp or 1) * (user_dp or 1)
     if (user_tp or user_pp) and wanted > total_gpus:
-        named = ["%s %d" % (name, opts[name]) for name in
+        named = ["%s %d" % (name, opts[name]) for name in  # pylint: disable=bad-string-format-type
                  ("tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size") if opts[name]]
         layout_problems.append("%s need %d GPUs, %d available" % (" x ".join(named), wanted, total_gpus))
 
@@ -671,7 +671,7 @@ def plan_inference(model, hardware, options=None):
     weights_total = weight_bytes_per_gpu(spec, quant, 1, 1)
     reasons.append("weights: %s at %.2f bytes/param (embedding and LM head 16-bit) = %.1f GiB in total, "
                    "%.2f GiB per GPU at %s" % (quant, QUANTIZATIONS[quant]["bytes_per_param"], weights_total / GIB,
-                                                best["weights"] / GIB, layout))
+                                               best["weights"] / GIB, layout))
     reasons.append("per GPU: %.2f GiB x %.2f = %.2f GiB usable; weights %.2f + runtime overhead %.2f GiB "
                    "leave %.2f GiB for the KV cache"
                    % (hw["gpu_memory_gib"], opts["gpu_memory_utilization"], best["usable"] / GIB,
@@ -723,7 +723,7 @@ def plan_inference(model, hardware, options=None):
     dp = replicas if fits else 1
     if fits and user_dp is not None:
         if user_dp > replicas:
-            problems.append("data_parallel_size %d needs %d GPUs at %s, only %d replica(s) fit in %d GPUs"
+            problems.append("data_parallel_size %d needs %d GPUs at %s, only %d replica(s) fit in %d GPUs"  # pylint: disable=bad-string-format-type
                             % (user_dp, user_dp * group, layout, replicas, total_gpus))
             fits = False
         dp = user_dp

@@ -335,8 +335,7 @@ def _walk(node):
     """Yield every descendant of a device (partitions, then what sits on them)."""
     for child in node["children"]:
         yield child
-        for item in _walk(child):
-            yield item
+        yield from _walk(child)
 
 
 def _device_facts(node, sysfs, link_index):

@@ -20,7 +20,7 @@ description:
   - On a host without NVIDIA GPUs or without C(nvidia-smi) the module does not fail; it returns RV(gpu.gpus=[])
     and says why in RV(gpu.reason).
 author:
-  - onprem.deepseek contributors
+  - onprem.deepseek contributors (!UNKNOWN)
 options:
   nvidia_smi_path:
     description:

@@ -19,7 +19,7 @@ description:
     row remap failure or pending page retirement, PCIe link width and generation, temperature, and on NVSwitch
     systems the GPU fabric state and the Fabric Manager service."
 author:
-  - onprem.deepseek contributors
+  - onprem.deepseek contributors (!UNKNOWN)
 options:
   nvidia_smi_path:
     description:

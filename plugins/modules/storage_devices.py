@@ -11,7 +11,7 @@ module: storage_devices
 short_description: Discover block devices and classify free disks into hot, warm and cold storage tiers
 version_added: 0.1.0
 author:
-  - onprem.deepseek contributors
+  - onprem.deepseek contributors (!UNKNOWN)
 description:
   - Lists every top-level block device with transport, rotational flag, size, model, serial, WWN,
     C(/dev/disk/by-id) and C(/dev/disk/by-path) links, partitions, holders (md, LVM, LUKS, multipath),
@@ -89,12 +89,17 @@ options:
     type: list
     elements: str
     default: [disk]
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
     details: The module never changes anything, so check mode returns the same result.
   diff_mode:
     support: none
+  platform:
+    support: full
+    platforms: posix
 notes:
   - Signatures are read with C(wipefs --no-act --json) on the whole device rather than taken from
     lsblk's FSTYPE and PTTYPE alone, because lsblk reads the udev database, which may be missing or
@@ -182,8 +187,8 @@ devices:
         - existing data is never wiped unless the disk is named in wipe_devices by by-id, by-path, serial or WWN
 tiers:
   description:
-    - The chosen devices per tier. RV(tiers.hot[].id) is the preferred stable id (a by-id link, else a by-path link).
-    - V(wipe_needed) is true for a device that carries signatures and was named in O(wipe_devices).
+    - The chosen devices per tier. Each device's C(id) is the preferred stable id (a by-id link, else a by-path link).
+    - C(wipe_needed) is true for a device that carries signatures and was named in O(wipe_devices).
   returned: success
   type: dict
   sample:
