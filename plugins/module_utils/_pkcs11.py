@@ -200,8 +200,8 @@ def key_problems(facts, spec):
     """
     problems = []
     if spec.key_type and facts["type"] != spec.key_type:
-        problems.append("it is an %s key, not %s" % (describe_size(facts["type"], facts.get("curve"), facts.get("bits")),
-                                                   spec.key_type.upper()))
+        have = describe_size(facts["type"], facts.get("curve"), facts.get("bits"))
+        problems.append("it is an %s key, not %s" % (have, spec.key_type.upper()))
         return problems
     if spec.key_type == "ec" and spec.curve and facts.get("curve") != spec.curve:
         problems.append("it is on curve %s, not %s" % (facts.get("curve") or "unknown", spec.curve))

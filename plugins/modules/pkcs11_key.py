@@ -11,10 +11,10 @@ module: pkcs11_key
 short_description: Ensure a non-extractable key exists in a PKCS#11 token (HSM or SoftHSM2)
 version_added: 0.1.0
 author:
-  - onprem.deepseek contributors
+  - onprem.deepseek contributors (!UNKNOWN)
 description:
   - Ensures that a token reached through a PKCS#11 library holds a key with a given label, generated
-    inside the token: an EC key pair (P-256 or P-384), an RSA key pair or an AES-256 secret key.
+    inside the token. The key is an EC key pair (P-256 or P-384), an RSA key pair or an AES-256 secret key.
   - New keys are sensitive (C(CKA_SENSITIVE)) and, unless O(extractable=true) is asked for,
     non-extractable (C(CKA_EXTRACTABLE=false)), so their private or secret value never leaves the token.
   - Returns the public key as PEM with its SHA-256 fingerprint, and an RFC 7512 C(pkcs11:) URI for the
@@ -104,7 +104,7 @@ options:
   extractable:
     description:
       - Create the key with C(CKA_EXTRACTABLE=true), so that it can be wrapped (exported encrypted under
-        another key). The key stays sensitive: its value can never be read in clear.
+        another key). The key stays sensitive, so its value can never be read in clear.
       - When V(false), an existing key that is extractable, or ever was (C(CKA_NEVER_EXTRACTABLE=false)),
         makes the module fail.
     type: bool
@@ -119,10 +119,12 @@ options:
     default: present
   force:
     description:
-      - Needed for O(state=absent) to delete an existing key. It has no effect with O(state=present):
-        a key that does not match is never replaced.
+      - Needed for O(state=absent) to delete an existing key.
+      - It has no effect with O(state=present), because a key that does not match is never replaced.
     type: bool
     default: false
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
@@ -131,6 +133,9 @@ attributes:
   diff_mode:
     support: full
     details: The diff shows the key's label, id, type, size, usage and attributes before and after.
+  platform:
+    support: full
+    platforms: posix
 notes:
   - Needs python-pkcs11 on the managed host (C(python3-pkcs11) is not packaged for Debian 12; install it
     with pip in the Python that runs Ansible modules).
@@ -318,7 +323,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             module_path=dict(type="path", default="/usr/lib/softhsm/libsofthsm2.so"),
-            token_label=dict(type="str", required=True),
+            token_label=dict(type="str", required=True, no_log=False),
             pin=dict(type="str", no_log=True),
             pin_file=dict(type="path"),
             label=dict(type="str", required=True),

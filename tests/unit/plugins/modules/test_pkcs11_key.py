@@ -113,7 +113,7 @@ def objects_labelled(hsm, label):
 def pkcs11_tool(hsm, *args):
     env = dict(os.environ, **{PIN_ENV: USER_PIN})
     cmd = ["pkcs11-tool", "--module", hsm.lib, "--token-label", "deepseek-a"] + list(args)
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=False)
 
 
 def spki_der(pem):
@@ -130,7 +130,7 @@ def spki_der(pem):
 ])
 def test_creates_key_pair_and_is_idempotent(hsm, monkeypatch, capsys, params, curve_cls, bits):
     args = hsm.args(label="gw-tls", **params)
-    code, out, _ = run_main(monkeypatch, capsys, args)
+    code, out, _log = run_main(monkeypatch, capsys, args)
     assert code == 0, out
     assert out["changed"] is True and out["action"] == "create"
     key = out["key"]
@@ -169,7 +169,7 @@ def test_creates_key_pair_and_is_idempotent(hsm, monkeypatch, capsys, params, cu
         assert res.returncode == 0, res.stderr
         assert hashlib.sha256((hsm.root / "pub.der").read_bytes()).hexdigest() == key["public_key_sha256"]
 
-    code, again, _ = run_main(monkeypatch, capsys, args)
+    code, again, _log = run_main(monkeypatch, capsys, args)
     assert code == 0 and again["changed"] is False and again["action"] == "keep"
     assert again["key"] == key
     assert objects_labelled(hsm, "gw-tls") == ["PRIVATE_KEY", "PUBLIC_KEY"]
@@ -177,7 +177,7 @@ def test_creates_key_pair_and_is_idempotent(hsm, monkeypatch, capsys, params, cu
 
 def test_creates_aes_key(hsm, monkeypatch, capsys):
     args = hsm.args(label="luks-wrap", key_type="aes", id="4c55", usage=["wrap", "unwrap"])
-    code, out, _ = run_main(monkeypatch, capsys, args)
+    code, out, _log = run_main(monkeypatch, capsys, args)
     assert code == 0 and out["changed"] is True
     key = out["key"]
     assert (key["type"], key["bits"], key["id"], key["objects"]) == ("aes", 256, "4c55", ["secret"])
@@ -189,12 +189,12 @@ def test_creates_aes_key(hsm, monkeypatch, capsys):
         secret = s.get_key(label="luks-wrap", object_class=ObjectClass.SECRET_KEY)
         assert secret[Attribute.VALUE_LEN] == 32
         assert secret[Attribute.WRAP] is True and secret[Attribute.ENCRYPT] is False
-    code, again, _ = run_main(monkeypatch, capsys, args)
+    code, again, _log = run_main(monkeypatch, capsys, args)
     assert code == 0 and again["changed"] is False and again["key"] == key
 
 
 def test_default_rsa_size_is_3072(hsm, monkeypatch, capsys):
-    code, out, _ = run_main(monkeypatch, capsys, hsm.args(label="pki-signer", key_type="rsa"))
+    code, out, _log = run_main(monkeypatch, capsys, hsm.args(label="pki-signer", key_type="rsa"))
     assert code == 0 and out["key"]["bits"] == 3072
     public, _der = spki_der(out["key"]["public_key_pem"])
     assert public.key_size == 3072
@@ -202,14 +202,14 @@ def test_default_rsa_size_is_3072(hsm, monkeypatch, capsys):
 
 def test_check_mode_creates_nothing(hsm, monkeypatch, capsys):
     args = hsm.args(label="gw-tls", key_type="ec", curve="secp384r1")
-    code, out, _ = run_main(monkeypatch, capsys, args, check_mode=True, diff=True)
+    code, out, _log = run_main(monkeypatch, capsys, args, check_mode=True, diff=True)
     assert code == 0 and out["changed"] is True and out["action"] == "create"
     assert out["key"]["public_key_pem"] is None and out["key"]["curve"] == "secp384r1"
     assert out["key"]["id"] == hashlib.sha256(b"gw-tls").hexdigest()[:32]
     assert out["diff"]["before"] == {"state": "absent"} and out["diff"]["after"]["state"] == "present"
     assert objects_labelled(hsm, "gw-tls") == []
     # Nothing was created, so a real run still creates, with the id check mode announced.
-    code, real, _ = run_main(monkeypatch, capsys, args)
+    code, real, _log = run_main(monkeypatch, capsys, args)
     assert real["changed"] is True and real["key"]["id"] == out["key"]["id"]
 
 
@@ -221,7 +221,7 @@ def test_check_mode_creates_nothing(hsm, monkeypatch, capsys):
     ({"key_type": "aes"}, ObjectClass.SECRET_KEY, Attribute.VALUE),
 ])
 def test_key_value_cannot_be_read_or_wrapped(hsm, monkeypatch, capsys, params, object_class, secret_attr):
-    code, out, _ = run_main(monkeypatch, capsys, hsm.args(label="guarded", **params))
+    code, out, _log = run_main(monkeypatch, capsys, hsm.args(label="guarded", **params))
     assert code == 0 and out["changed"] is True
     with session(hsm) as s:
         key = s.get_key(label="guarded", object_class=object_class)
@@ -237,7 +237,7 @@ def test_key_value_cannot_be_read_or_wrapped(hsm, monkeypatch, capsys, params, o
 def test_extractable_only_when_asked(hsm, monkeypatch, capsys):
     # The control for the test above: the same wrap succeeds on a key made with extractable=true,
     # whose value still cannot be read in clear.
-    code, out, _ = run_main(monkeypatch, capsys, hsm.args(label="exportable", key_type="aes", extractable=True))
+    code, out, _log = run_main(monkeypatch, capsys, hsm.args(label="exportable", key_type="aes", extractable=True))
     assert code == 0 and out["key"]["attributes"]["extractable"] is True
     assert out["key"]["attributes"]["never_extractable"] is False
     with session(hsm) as s:
@@ -272,7 +272,7 @@ def test_pkcs11_tool_cannot_export(hsm, monkeypatch, capsys):
 # -- existing keys that do not match --------------------------------------------------------------
 
 def test_mismatching_key_fails_and_is_kept(hsm, monkeypatch, capsys):
-    code, first, _ = run_main(monkeypatch, capsys, hsm.args(label="gw-tls", key_type="ec"))
+    code, first, _log = run_main(monkeypatch, capsys, hsm.args(label="gw-tls", key_type="ec"))
     assert code == 0
     cases = [
         (hsm.args(label="gw-tls", key_type="rsa"), "it is an EC secp256r1 key, not RSA"),
@@ -285,18 +285,18 @@ def test_mismatching_key_fails_and_is_kept(hsm, monkeypatch, capsys):
          "it is not extractable, and extractable=true was asked for"),
     ]
     for args, reason in cases:
-        code, out, _ = run_main(monkeypatch, capsys, args)
+        code, out, _log = run_main(monkeypatch, capsys, args)
         assert code == 1, args
         assert out["msg"] == (
             "key 'gw-tls' exists on token but does not match the request: %s. The module never changes or "
             "replaces an existing key; delete it (state=absent, force=true) or use another label" % reason)
-    code, out, _ = run_main(monkeypatch, capsys, hsm.args(label="gw-tls", key_type="ec"))
+    code, out, _log = run_main(monkeypatch, capsys, hsm.args(label="gw-tls", key_type="ec"))
     assert out["changed"] is False and out["key"]["public_key_sha256"] == first["key"]["public_key_sha256"]
 
 
 def test_extractable_key_is_not_accepted_as_non_extractable(hsm, monkeypatch, capsys):
     assert run_main(monkeypatch, capsys, hsm.args(label="legacy", key_type="ec", extractable=True))[0] == 0
-    code, out, _ = run_main(monkeypatch, capsys, hsm.args(label="legacy", key_type="ec"))
+    code, out, _log = run_main(monkeypatch, capsys, hsm.args(label="legacy", key_type="ec"))
     assert code == 1
     assert "it is extractable (CKA_EXTRACTABLE=true); it may already have been exported" in out["msg"]
 
@@ -312,7 +312,7 @@ def test_wrong_pin(hsm, monkeypatch, capsys):
 
 
 def test_missing_token_lists_tokens(hsm, monkeypatch, capsys):
-    code, out, _ = run_main(monkeypatch, capsys, hsm.args(token_label="deepseek-c", label="k", key_type="ec"))
+    code, out, _log = run_main(monkeypatch, capsys, hsm.args(token_label="deepseek-c", label="k", key_type="ec"))
     assert code == 1
     assert out["msg"] == ("token 'deepseek-c' not found in %s; tokens present: 'deepseek-a', 'deepseek-b' "
                           "(and 1 uninitialised)" % hsm.lib)
@@ -320,7 +320,7 @@ def test_missing_token_lists_tokens(hsm, monkeypatch, capsys):
 
 def test_missing_library(hsm, monkeypatch, capsys):
     path = str(hsm.root / "libvendor-pkcs11.so")
-    code, out, _ = run_main(monkeypatch, capsys, hsm.args(module_path=path, label="k", key_type="ec"))
+    code, out, _log = run_main(monkeypatch, capsys, hsm.args(module_path=path, label="k", key_type="ec"))
     assert code == 1
     assert out["msg"] == ("PKCS#11 library %s not found; install it (softhsm2 for SoftHSM2, or the HSM "
                           "vendor's client) or set module_path" % path)
@@ -329,7 +329,7 @@ def test_missing_library(hsm, monkeypatch, capsys):
 def test_library_that_is_not_pkcs11(hsm, monkeypatch, capsys):
     path = hsm.root / "not-a-library.so"
     path.write_text("not an ELF file\n")
-    code, out, _ = run_main(monkeypatch, capsys, hsm.args(module_path=str(path), label="k", key_type="ec"))
+    code, out, _log = run_main(monkeypatch, capsys, hsm.args(module_path=str(path), label="k", key_type="ec"))
     assert code == 1
     assert out["msg"].startswith("cannot load or initialise PKCS#11 library %s (PKCS11Error: " % path)
 
@@ -337,14 +337,14 @@ def test_library_that_is_not_pkcs11(hsm, monkeypatch, capsys):
 def test_softhsm_without_config(hsm, monkeypatch, capsys):
     missing = hsm.root / "absent.conf"
     monkeypatch.setenv("SOFTHSM2_CONF", str(missing))
-    code, out, _ = run_main(monkeypatch, capsys, hsm.args(label="k", key_type="ec"))
+    code, out, _log = run_main(monkeypatch, capsys, hsm.args(label="k", key_type="ec"))
     assert code == 1
     assert out["msg"] == ("cannot load or initialise PKCS#11 library %s (GeneralError); SoftHSM2 reads %s: "
                           "check that it exists and that directories.tokendir is writable" % (hsm.lib, missing))
 
 
 def test_invalid_options_fail_before_the_token_is_opened(hsm, monkeypatch, capsys):
-    code, out, _ = run_main(monkeypatch, capsys, hsm.args(module_path="/nonexistent.so", label="k",
+    code, out, _log = run_main(monkeypatch, capsys, hsm.args(module_path="/nonexistent.so", label="k",
                                                           key_type="rsa", curve="secp256r1"))
     assert code == 1 and out["msg"] == "curve applies to key_type=ec only (key_type is rsa)"
 
@@ -352,7 +352,7 @@ def test_invalid_options_fail_before_the_token_is_opened(hsm, monkeypatch, capsy
 def test_missing_python_pkcs11(hsm, monkeypatch, capsys):
     monkeypatch.setattr(pkcs11_key, "HAS_PKCS11", False)
     monkeypatch.setattr(pkcs11_key, "PKCS11_IMPORT_ERROR", "Traceback: ImportError")
-    code, out, _ = run_main(monkeypatch, capsys, hsm.args(label="k", key_type="ec"))
+    code, out, _log = run_main(monkeypatch, capsys, hsm.args(label="k", key_type="ec"))
     assert code == 1
     assert out["msg"] == basic.missing_required_lib("python-pkcs11")
 
@@ -364,13 +364,13 @@ def test_pin_file(hsm, monkeypatch, capsys):
     pin_file.write_text(USER_PIN + "\n")
     args = {"module_path": hsm.lib, "token_label": "deepseek-a", "pin_file": str(pin_file),
             "label": "gw-tls", "key_type": "ec"}
-    code, out, _ = run_main(monkeypatch, capsys, args)
+    code, out, _log = run_main(monkeypatch, capsys, args)
     assert code == 0 and out["changed"] is True
     assert out["invocation"]["module_args"]["pin_file"] == str(pin_file)
     assert out["invocation"]["module_args"]["pin"] is None
 
     pin_file.write_text(WRONG_PIN + "\n")
-    code, out, _ = run_main(monkeypatch, capsys, args)
+    code, out, _log = run_main(monkeypatch, capsys, args)
     assert code == 1 and out["msg"] == "PIN rejected by token deepseek-a (CKR_PIN_INCORRECT)"
 
 
@@ -390,7 +390,7 @@ def test_pin_never_in_result(hsm, monkeypatch, capsys):
     ]
     codes = []
     for args in runs:
-        code, out, _ = run_main(monkeypatch, capsys, args)
+        code, out, _log = run_main(monkeypatch, capsys, args)
         codes.append(code)
         text = json.dumps(out)
         assert USER_PIN not in text and WRONG_PIN not in text
@@ -408,43 +408,43 @@ def test_pin_from_file_is_masked_even_if_echoed(hsm, monkeypatch, capsys):
     def echo_in_error(module_path, token_label, pin, spec, state, force=False, check_mode=False):
         raise pkcs11_key.Pkcs11KeyError("token said: bad login %s" % pin)
     monkeypatch.setattr(pkcs11_key, "ensure_key", echo_in_error)
-    code, out, _ = run_main(monkeypatch, capsys, args)
+    code, out, _log = run_main(monkeypatch, capsys, args)
     assert code == 1 and out["msg"] == "token said: bad login ********"
 
     def echo_in_result(module_path, token_label, pin, spec, state, force=False, check_mode=False):
         return {"changed": False, "action": "keep", "key": {"label": "k", "note": "pin=%s" % pin}}
     monkeypatch.setattr(pkcs11_key, "ensure_key", echo_in_result)
-    code, out, _ = run_main(monkeypatch, capsys, args)
+    code, out, _log = run_main(monkeypatch, capsys, args)
     assert code == 0 and out["key"]["note"] == "pin=********"
 
 
 # -- state=absent ---------------------------------------------------------------------------------
 
 def test_absent_needs_force(hsm, monkeypatch, capsys):
-    code, created, _ = run_main(monkeypatch, capsys, hsm.args(label="old", key_type="ec"))
+    code, created, _log = run_main(monkeypatch, capsys, hsm.args(label="old", key_type="ec"))
     assert code == 0
     key_id = created["key"]["id"]
 
-    code, out, _ = run_main(monkeypatch, capsys, hsm.args(label="old", state="absent"))
+    code, out, _log = run_main(monkeypatch, capsys, hsm.args(label="old", state="absent"))
     assert code == 1
     assert out["msg"].startswith("key 'old' (EC secp256r1, id %s) exists; deleting a key on a token cannot be "
                                  "undone" % key_id)
     assert objects_labelled(hsm, "old") == ["PRIVATE_KEY", "PUBLIC_KEY"]
 
-    code, out, _ = run_main(monkeypatch, capsys, hsm.args(label="old", state="absent", key_type="aes", force=True))
+    code, out, _log = run_main(monkeypatch, capsys, hsm.args(label="old", state="absent", key_type="aes", force=True))
     assert code == 1 and out["msg"] == "key 'old' is an EC key, not AES; refusing to delete it"
 
-    code, out, _ = run_main(monkeypatch, capsys, hsm.args(label="old", state="absent", force=True),
+    code, out, _log = run_main(monkeypatch, capsys, hsm.args(label="old", state="absent", force=True),
                             check_mode=True)
     assert code == 0 and out["changed"] is True and out["action"] == "delete"
     assert objects_labelled(hsm, "old") == ["PRIVATE_KEY", "PUBLIC_KEY"]
 
-    code, out, _ = run_main(monkeypatch, capsys, hsm.args(label="old", state="absent", force=True), diff=True)
+    code, out, _log = run_main(monkeypatch, capsys, hsm.args(label="old", state="absent", force=True), diff=True)
     assert code == 0 and out["changed"] is True and out["key"]["id"] == key_id
     assert out["diff"]["after"] == {"state": "absent"} and out["diff"]["before"]["id"] == key_id
     assert objects_labelled(hsm, "old") == []
 
-    code, out, _ = run_main(monkeypatch, capsys, hsm.args(label="old", state="absent", force=True))
+    code, out, _log = run_main(monkeypatch, capsys, hsm.args(label="old", state="absent", force=True))
     assert code == 0 and out["changed"] is False and out["action"] == "none" and out["key"] is None
 
 
@@ -452,7 +452,7 @@ def test_absent_keeps_other_labels_and_tokens(hsm, monkeypatch, capsys):
     assert run_main(monkeypatch, capsys, hsm.args(label="one", key_type="aes"))[0] == 0
     assert run_main(monkeypatch, capsys, hsm.args(label="two", key_type="aes"))[0] == 0
     assert run_main(monkeypatch, capsys, hsm.args(token_label="deepseek-b", label="one", key_type="aes"))[0] == 0
-    code, out, _ = run_main(monkeypatch, capsys, hsm.args(label="one", state="absent", force=True))
+    code, out, _log = run_main(monkeypatch, capsys, hsm.args(label="one", state="absent", force=True))
     assert code == 0 and out["changed"] is True
     assert objects_labelled(hsm, "one") == []
     assert objects_labelled(hsm, "two") == ["SECRET_KEY"]
@@ -464,9 +464,9 @@ def test_duplicate_labels_are_refused(hsm, monkeypatch, capsys):
     with session(hsm) as s:
         for key_id in (b"\x01", b"\x02"):
             s.generate_key(KeyType.AES, 256, id=key_id, label="twin", store=True)
-    code, out, _ = run_main(monkeypatch, capsys, hsm.args(label="twin", key_type="aes"))
+    code, out, _log = run_main(monkeypatch, capsys, hsm.args(label="twin", key_type="aes"))
     assert code == 1
     assert out["msg"] == ("label 'twin' names more than one key on token deepseek-a (ids 01, 02); "
                           "the module needs the label to be unique")
-    code, out, _ = run_main(monkeypatch, capsys, hsm.args(label="twin", state="absent", force=True))
+    code, out, _log = run_main(monkeypatch, capsys, hsm.args(label="twin", state="absent", force=True))
     assert code == 1 and "names more than one key" in out["msg"]
