@@ -104,7 +104,11 @@ def _address(value, var):
 
 def parse_inventory(inv):
     """Build a Spec from `ansible-inventory --list` output (a dict)."""
-    hostvars = inv.get("_meta", {}).get("hostvars", {})
+    # The controller may be in the inventory too (molecule's create/destroy run there).
+    hostvars = {
+        name: hv for name, hv in inv.get("_meta", {}).get("hostvars", {}).items()
+        if hv.get("ansible_connection") != "local"
+    }
     if not hostvars:
         raise SpecError("the inventory has no hosts")
     first = next(iter(hostvars.values()))
