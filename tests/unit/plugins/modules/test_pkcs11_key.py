@@ -344,8 +344,8 @@ def test_softhsm_without_config(hsm, monkeypatch, capsys):
 
 
 def test_invalid_options_fail_before_the_token_is_opened(hsm, monkeypatch, capsys):
-    code, out, _log = run_main(monkeypatch, capsys, hsm.args(module_path="/nonexistent.so", label="k",
-                                                          key_type="rsa", curve="secp256r1"))
+    args = hsm.args(module_path="/nonexistent.so", label="k", key_type="rsa", curve="secp256r1")
+    code, out, _log = run_main(monkeypatch, capsys, args)
     assert code == 1 and out["msg"] == "curve applies to key_type=ec only (key_type is rsa)"
 
 
@@ -434,8 +434,8 @@ def test_absent_needs_force(hsm, monkeypatch, capsys):
     code, out, _log = run_main(monkeypatch, capsys, hsm.args(label="old", state="absent", key_type="aes", force=True))
     assert code == 1 and out["msg"] == "key 'old' is an EC key, not AES; refusing to delete it"
 
-    code, out, _log = run_main(monkeypatch, capsys, hsm.args(label="old", state="absent", force=True),
-                            check_mode=True)
+    args = hsm.args(label="old", state="absent", force=True)
+    code, out, _log = run_main(monkeypatch, capsys, args, check_mode=True)
     assert code == 0 and out["changed"] is True and out["action"] == "delete"
     assert objects_labelled(hsm, "old") == ["PRIVATE_KEY", "PUBLIC_KEY"]
 

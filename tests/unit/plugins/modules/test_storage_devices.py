@@ -37,7 +37,11 @@ class CommandLog(object):
 
 def run_main(monkeypatch, capsys, scenario, args, lsblk_rc=0):
     log = CommandLog(scenario, lsblk_rc)
-    monkeypatch.setattr(basic.AnsibleModule, "run_command", lambda self, args, **kw: log(self, args, **kw))
+
+    def run_command(self, args, **kwargs):
+        return log(self, args, **kwargs)
+
+    monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
     monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", lambda self, name, required=False, opt_dirs=None: "/usr/bin/" + name)
     monkeypatch.setattr(storage_devices, "read_sysfs_facts",
                         lambda knames, root: json.loads((FIXTURES / scenario / "sysfs.json").read_text()))

@@ -1,0 +1,153 @@
+"""The sandbox's reading of its inventory: what it accepts, and what it refuses by name."""
+import copy
+import ipaddress
+
+import pytest
+
+from onprem_sandbox import spec
+from onprem_sandbox.spec import SpecError, debian_sources, parse_inventory
+
+GROUP_VARS = {
+    "sandbox_name": "deepseek",
+    "sandbox_mirror_address": "10.77.0.1",
+    "sandbox_sites": {"site_a": {"subnet": "10.77.1.0/24"}, "site_b": {"subnet": "10.77.2.0/24"}},
+}
+
+
+def inventory(**hosts):
+    hostvars = {name: {**GROUP_VARS, **hv} for name, hv in hosts.items()}
+    hostvars["localhost"] = {"ansible_connection": "local"}
+    return {"_meta": {"hostvars": hostvars}}
+
+
+def two_sites():
+    return inventory(
+        **{
+            "ds-a-node1": {"sandbox_site": "site_a", "ansible_host": "10.77.1.11"},
+            "ds-b-node1": {"sandbox_site": "site_b", "ansible_host": "10.77.2.11"},
+        }
+    )
+
+
+def test_two_sites_are_parsed_with_derived_names():
+    s = parse_inventory(two_sites())
+    assert s.name == "deepseek"
+    assert s.mirror_address == ipaddress.IPv4Address("10.77.0.1")
+    assert s.router_address == ipaddress.IPv4Address("10.77.0.2")
+    assert [h.name for h in s.hosts] == ["ds-a-node1", "ds-b-node1"]
+    assert s.sites["site_a"].gateway == ipaddress.IPv4Address("10.77.1.1")
+    assert s.sites["site_b"].bridge == "site1"
+    assert s.router_netns == "sbx-deepseek-router"
+    assert s.host_netns("ds-a-node1") == "sbx-deepseek-ds-a-node1"
+    assert s.uplink == "sbx-deepseek"
+    assert len(s.uplink) <= 15  # Linux interface names
+    assert s.apt_proxy_url == "http://10.77.0.1:3142"
+
+
+def test_controller_is_not_a_sandbox_host():
+    s = parse_inventory(two_sites())
+    assert "localhost" not in [h.name for h in s.hosts]
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda inv: inv["_meta"]["hostvars"]["ds-a-node1"].update(ansible_host="10.77.2.11"),
+         "ansible_host 10.77.2.11 is not a free host address in 10.77.1.0/24"),
+        (lambda inv: inv["_meta"]["hostvars"]["ds-a-node1"].update(ansible_host="10.77.1.1"),
+         "is not a free host address"),
+        (lambda inv: inv["_meta"]["hostvars"]["ds-a-node1"].update(sandbox_site="site_c"),
+         "sandbox_site 'site_c' is not in sandbox_sites"),
+        (lambda inv: inv["_meta"]["hostvars"]["ds-a-node1"].pop("sandbox_site"),
+         "sandbox_site is not set (host ds-a-node1)"),
+        (lambda inv: [hv.update(sandbox_name="Deep_Seek") for hv in inv["_meta"]["hostvars"].values()],
+         "sandbox_name: 'Deep_Seek'"),
+        (lambda inv: [hv.update(sandbox_mirror_address="10.77.0.2") for hv in inv["_meta"]["hostvars"].values()],
+         "sandbox_mirror_address: 10.77.0.2 must be the first address of a /30"),
+        (lambda inv: [hv.update(sandbox_sites={"a": {"subnet": "10.77.1.0/24"}, "b": {"subnet": "10.77.1.128/25"}})
+                      for hv in inv["_meta"]["hostvars"].values()],
+         "overlaps site a"),
+        (lambda inv: [hv.update(sandbox_sites={"a": {"subnet": "10.77.0.0/16"}}) for hv in inv["_meta"]["hostvars"].values()],
+         "overlaps the mirror link"),
+        (lambda inv: [hv.update(sandbox_sites={"a": {"subnet": "not-a-net"}}) for hv in inv["_meta"]["hostvars"].values()],
+         "sandbox_sites.a.subnet"),
+        (lambda inv: [hv.update(sandbox_pypi_requirements="vllm") for hv in inv["_meta"]["hostvars"].values()],
+         "sandbox_pypi_requirements: must be a list"),
+    ],
+)
+def test_bad_inventories_are_refused_naming_the_variable(mutate, message):
+    inv = copy.deepcopy(two_sites())
+    mutate(inv)
+    with pytest.raises(SpecError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+        parse_inventory(inv)
+
+
+def test_duplicate_addresses_are_refused():
+    inv = two_sites()
+    inv["_meta"]["hostvars"]["ds-a-node2"] = {**GROUP_VARS, "sandbox_site": "site_a", "ansible_host": "10.77.1.11"}
+    with pytest.raises(SpecError, match="already used by ds-a-node1"):
+        parse_inventory(inv)
+
+
+def test_empty_inventory_is_refused():
+    with pytest.raises(SpecError, match="no hosts"):
+        parse_inventory({"_meta": {"hostvars": {"localhost": {"ansible_connection": "local"}}}})
+
+
+def test_rootfs_key_follows_what_goes_into_the_image():
+    s = parse_inventory(two_sites())
+    inv = two_sites()
+    for hv in inv["_meta"]["hostvars"].values():
+        hv["sandbox_extra_packages"] = ["nginx-light"]
+    s2 = parse_inventory(inv)
+    assert s.rootfs_key("http://mirror/debian") == parse_inventory(two_sites()).rootfs_key("http://mirror/debian")
+    assert s.rootfs_key("http://mirror/debian") != s2.rootfs_key("http://mirror/debian")
+    assert s.rootfs_key("http://mirror/debian") != s.rootfs_key("http://other/debian")
+
+
+# apt sources as this machine kind has them: deb822 with a commented snapshot line, plus
+# unrelated third-party repositories that must not leak into the hosts.
+DEB822 = """Types: deb
+# http://snapshot.example/archive/debian/20250520T000000Z
+URIs: http://archive.example/debian
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: http://archive.example/debian-security
+Suites: bookworm-security
+Components: main
+
+Types: deb
+URIs: https://vendor.example/apt
+Suites: vendor-bookworm
+Components: main
+
+Types: deb-src
+URIs: http://archive.example/debian
+Suites: bookworm
+Components: main
+"""
+ONE_LINE = "deb [arch=amd64 signed-by=/k.gpg] http://other.example/debian bookworm main contrib\ndeb https://vendor.example/x nodistro main\n"
+
+
+def test_debian_sources_from_deb822_pick_the_suite_family_only():
+    assert debian_sources(DEB822, "bookworm") == [
+        ("http://archive.example/debian", "bookworm", ["main"]),
+        ("http://archive.example/debian", "bookworm-updates", ["main"]),
+        ("http://archive.example/debian-security", "bookworm-security", ["main"]),
+    ]
+
+
+def test_debian_sources_from_one_line_format_drop_options():
+    assert debian_sources(ONE_LINE, "bookworm") == [("http://other.example/debian", "bookworm", ["main", "contrib"])]
+
+
+def test_debian_sources_without_the_suite_are_refused():
+    with pytest.raises(SpecError, match="no 'bookworm' Debian source"):
+        debian_sources("deb http://archive.example/debian trixie main\n", "bookworm")
+
+
+def test_base_packages_carry_what_ansible_needs():
+    assert {"python3", "python3-apt", "openssh-server", "sudo", "systemd-sysv", "dbus"} <= set(spec.BASE_PACKAGES)
