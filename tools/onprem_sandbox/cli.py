@@ -82,7 +82,7 @@ def _up(spec, state):
 
     network.ensure_router(spec)
     mirror_cache = cache / "mirror" / spec.name
-    www = mirror.prepare_www(spec, state.dir, mirror_cache)
+    www = mirror.prepare_www(spec, state.dir, cache / "wheels")
     procs = state.data.setdefault("mirror_pids", {})
     if not run.alive(procs.get("apt")):
         procs["apt"] = mirror.start_apt_proxy(spec, state.dir, mirror_cache)

@@ -52,18 +52,36 @@ def start_http(spec, www):
     return pid
 
 
-def prepare_www(spec, state_dir, cache_dir):
-    """Lay out the HTTP root: /pypi/simple/ (PEP 503) and /artifacts/."""
+def prepare_www(spec, state_dir, wheels):
+    """Lay out the HTTP root: /pypi/simple/ (PEP 503) and /artifacts/.
+
+    `wheels` is a wheelhouse shared by all sandboxes (files there never change), filled with
+    this machine's own pip configuration, so the upstream index is never named here.
+    """
     www = Path(state_dir) / "mirror" / "www"
     (www / "artifacts").mkdir(parents=True, exist_ok=True)
-    wheels = Path(cache_dir) / "wheels"
-    wheels.mkdir(parents=True, exist_ok=True)
+    wheels = Path(wheels)
+    stamps = wheels / ".stamps"
+    stamps.mkdir(parents=True, exist_ok=True)
+    pip = [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
+           "--only-binary=:all:", "-d", wheels]
     if spec.pypi_requirements:
-        log(f"filling the Python package index: {', '.join(spec.pypi_requirements)}")
-        sh(sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
-           "--only-binary=:all:", "-d", wheels, *spec.pypi_requirements)
+        _download_once(stamps, "\n".join(spec.pypi_requirements),
+                       pip + list(spec.pypi_requirements), ", ".join(spec.pypi_requirements))
+    for req_file in spec.pypi_requirement_files:
+        # Frozen lists (every dependency pinned): taken exactly as written.
+        _download_once(stamps, Path(req_file).read_text(), pip + ["--no-deps", "-r", req_file], req_file)
     write_simple_index(wheels, www / "pypi")
     return www
+
+
+def _download_once(stamps, what, cmd, label):
+    stamp = stamps / hashlib.sha256(what.encode()).hexdigest()[:16]
+    if stamp.exists():
+        return
+    log(f"filling the Python package index: {label}")
+    sh(*cmd)
+    stamp.write_text(what)
 
 
 def normalize(name):

@@ -22,6 +22,19 @@ BASE_PACKAGES = (
     "kmod", "less", "gnupg",
 )
 
+# A QEMU guest (sandbox_type: vm) boots its own kernel and sees real block devices: it also
+# needs the kernel, udev (for /dev/disk/by-id) and an initramfs builder.
+VM_PACKAGES = ("linux-image-amd64", "udev", "initramfs-tools", "e2fsprogs")
+
+HOST_TYPES = ("container", "vm")
+DISK_BUSES = ("nvme", "sas", "sata")
+DISK_ID_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
+SERIAL_RE = re.compile(r"^[A-Za-z0-9]{1,20}$")
+WWN_RE = re.compile(r"^0x[0-9a-fA-F]{16}$")
+SIZE_RE = re.compile(r"^([0-9]+)([KMGT]?)$")
+# QEMU's mptsas1068 and ahci take 8 and 6 devices.
+BUS_LIMITS = {"nvme": 16, "sas": 8, "sata": 6}
+
 
 class SpecError(ValueError):
     """The inventory does not describe a valid sandbox; the message names the variable."""
@@ -36,11 +49,26 @@ class Site:
 
 
 @dataclass(frozen=True)
+class Disk:
+    id: str
+    bus: str
+    size_bytes: int
+    rotational: bool
+    serial: str
+    wwn: str = None
+    prefill: str = None  # "ext4": a filesystem with a marker file, made before the guest boots
+
+
+@dataclass(frozen=True)
 class Host:
     name: str
     site: str
     address: ipaddress.IPv4Address
-    link: str  # the host's veth end inside the router namespace
+    link: str  # in the router namespace: the host's veth end, or a VM's tap device
+    type: str = "container"
+    disks: tuple = ()
+    memory_mib: int = 1024
+    cpus: int = 2
 
 
 @dataclass(frozen=True)
@@ -53,6 +81,7 @@ class Spec:
     suite: str = "bookworm"
     packages: tuple = BASE_PACKAGES
     pypi_requirements: tuple = ()
+    pypi_requirement_files: tuple = ()
     admin_user: str = "deploy"
     apt_port: int = 3142
     http_port: int = 8080
@@ -79,14 +108,24 @@ class Spec:
     def http_url(self):
         return f"http://{self.mirror_address}:{self.http_port}"
 
-    def rootfs_key(self, mirror_url):
+    @property
+    def vm_hosts(self):
+        return tuple(h for h in self.hosts if h.type == "vm")
+
+    @property
+    def container_hosts(self):
+        return tuple(h for h in self.hosts if h.type == "container")
+
+    def image_packages(self, host_type="container"):
+        return self.packages + (VM_PACKAGES if host_type == "vm" else ())
+
+    def rootfs_key(self, mirror_url, host_type="container"):
         """Cache key of the host image: changes when anything that goes into it changes."""
-        recipe = json.dumps(
-            {"suite": self.suite, "mirror": mirror_url, "packages": sorted(self.packages),
-             "admin_user": self.admin_user, "recipe": 3},
-            sort_keys=True,
-        )
-        return hashlib.sha256(recipe.encode()).hexdigest()[:16]
+        recipe = {"suite": self.suite, "mirror": mirror_url, "packages": sorted(self.image_packages(host_type)),
+                  "admin_user": self.admin_user, "recipe": 3}
+        if host_type == "vm":
+            recipe["vm_recipe"] = 1
+        return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _need(hostvars, var, where):
@@ -100,6 +139,104 @@ def _address(value, var):
         return ipaddress.IPv4Address(str(value))
     except ValueError as exc:
         raise SpecError(f"{var}: {value!r} is not an IPv4 address") from exc
+
+
+def parse_size(value, var):
+    """'512M', '2G', or a number of bytes; at least 1 MiB."""
+    m = SIZE_RE.match(str(value).strip().upper())
+    if not m:
+        raise SpecError(f"{var}: {value!r} is not a size such as 512M or 2G")
+    size = int(m.group(1)) * 1024 ** " KMGT".index(m.group(2) or " ")
+    if size < 1024 ** 2:
+        raise SpecError(f"{var}: {value!r} is smaller than 1M")
+    return size
+
+
+def _bool(value, var):
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "yes", "1"):
+        return True
+    if str(value).lower() in ("false", "no", "0"):
+        return False
+    raise SpecError(f"{var}: {value!r} is not a boolean")
+
+
+def parse_disks(raw, host_name):
+    """The emulated disks of a VM host (`sandbox_disks`)."""
+    where = f"host {host_name}: sandbox_disks"
+    if raw in (None, []):
+        return ()
+    if not isinstance(raw, list):
+        raise SpecError(f"{where}: must be a list of disks")
+    disks, ids, serials, wwns, per_bus = [], set(), set(), set(), {}
+    for index, d in enumerate(raw):
+        var = f"{where}[{index}]"
+        if not isinstance(d, dict):
+            raise SpecError(f"{var}: must be a mapping")
+        unknown = set(d) - {"id", "bus", "size", "rotational", "serial", "wwn", "prefill"}
+        if unknown:
+            raise SpecError(f"{var}: unknown key(s) {', '.join(sorted(unknown))}")
+        disk_id = str(d.get("id", ""))
+        if not DISK_ID_RE.match(disk_id):
+            raise SpecError(f"{var}.id: {disk_id!r} must be 1-12 lowercase letters/digits, starting with a letter")
+        if disk_id in ids:
+            raise SpecError(f"{var}.id: {disk_id!r} is used twice")
+        ids.add(disk_id)
+        bus = d.get("bus")
+        if bus not in DISK_BUSES:
+            raise SpecError(f"{var}.bus: {bus!r} is not one of {', '.join(DISK_BUSES)}")
+        per_bus[bus] = per_bus.get(bus, 0) + 1
+        if per_bus[bus] > BUS_LIMITS[bus]:
+            raise SpecError(f"{var}.bus: more than {BUS_LIMITS[bus]} {bus} disks")
+        size = parse_size(d.get("size", "1G"), f"{var}.size")
+        rotational = _bool(d.get("rotational", False), f"{var}.rotational")
+        if bus == "nvme" and rotational:
+            raise SpecError(f"{var}.rotational: NVMe disks are never rotational")
+        serial = str(d.get("serial", ""))
+        if not SERIAL_RE.match(serial):
+            raise SpecError(f"{var}.serial: {serial!r} must be 1-20 letters/digits")
+        if serial in serials:
+            raise SpecError(f"{var}.serial: {serial!r} is used twice")
+        serials.add(serial)
+        wwn = d.get("wwn")
+        if wwn is not None:
+            wwn = str(wwn).lower()
+            if not WWN_RE.match(wwn):
+                raise SpecError(f"{var}.wwn: {wwn!r} must be 0x and 16 hex digits")
+            if wwn in wwns:
+                raise SpecError(f"{var}.wwn: {wwn!r} is used twice")
+            wwns.add(wwn)
+        elif bus == "sas":
+            # QEMU uses it as the SAS address: without it the disk does not appear.
+            raise SpecError(f"{var}.wwn: SAS disks need a wwn (QEMU's SAS address)")
+        prefill = d.get("prefill")
+        if prefill not in (None, "ext4"):
+            raise SpecError(f"{var}.prefill: {prefill!r} is not supported (ext4)")
+        disks.append(Disk(disk_id, bus, size, rotational, serial, wwn, prefill))
+    return tuple(disks)
+
+
+def _host_type_and_disks(hv, host_name):
+    host_type = hv.get("sandbox_type", "container")
+    if host_type not in HOST_TYPES:
+        raise SpecError(f"host {host_name}: sandbox_type {host_type!r} is not one of {', '.join(HOST_TYPES)}")
+    if host_type == "container":
+        if hv.get("sandbox_disks"):
+            raise SpecError(f"host {host_name}: sandbox_disks needs sandbox_type: vm")
+        return host_type, (), {}
+    extra = {}
+    for var, key, low, high in (("sandbox_vm_memory_mib", "memory_mib", 512, 16384),
+                                ("sandbox_vm_cpus", "cpus", 1, 8)):
+        if var in hv:
+            try:
+                value = int(hv[var])
+            except (TypeError, ValueError) as exc:
+                raise SpecError(f"host {host_name}: {var} {hv[var]!r} is not a number") from exc
+            if not low <= value <= high:
+                raise SpecError(f"host {host_name}: {var} {value} is outside {low}-{high}")
+            extra[key] = value
+    return host_type, parse_disks(hv.get("sandbox_disks"), host_name), extra
 
 
 def parse_inventory(inv):
@@ -155,11 +292,15 @@ def parse_inventory(inv):
         if address in seen:
             raise SpecError(f"host {host_name}: ansible_host {address} is already used by {seen[address]}")
         seen[address] = host_name
-        hosts.append(Host(host_name, site, address, f"h{index}"))
+        host_type, disks, extra = _host_type_and_disks(hv, host_name)
+        hosts.append(Host(host_name, site, address, f"h{index}", host_type, disks, **extra))
 
     pypi = first.get("sandbox_pypi_requirements", []) or []
     if not isinstance(pypi, list) or not all(isinstance(r, str) for r in pypi):
         raise SpecError("sandbox_pypi_requirements: must be a list of requirement strings")
+    pypi_files = first.get("sandbox_pypi_requirement_files", []) or []
+    if not isinstance(pypi_files, list) or not all(isinstance(r, str) for r in pypi_files):
+        raise SpecError("sandbox_pypi_requirement_files: must be a list of paths (relative to the repository root)")
     extra_pkgs = first.get("sandbox_extra_packages", []) or []
     if not isinstance(extra_pkgs, list):
         raise SpecError("sandbox_extra_packages: must be a list of Debian package names")
@@ -167,6 +308,7 @@ def parse_inventory(inv):
         name=name, mirror_address=mirror, router_address=router, sites=sites,
         hosts=tuple(hosts), packages=tuple(BASE_PACKAGES) + tuple(extra_pkgs),
         pypi_requirements=tuple(pypi),
+        pypi_requirement_files=tuple(pypi_files),
     )
 
 
