@@ -1,0 +1,124 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) onprem.deepseek contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.onprem.deepseek.plugins.filter.gpu_stack import FilterModule
+from ansible_collections.onprem.deepseek.plugins.module_utils._gpu_stack import (
+    compare_versions,
+    cuda_min_driver,
+    evaluate_lock,
+    fabricmanager_package,
+    normalize_cuda,
+)
+
+gpu_stack = FilterModule().filters()['gpu_stack']
+
+# The example locks of docs/gpu-stack.md.
+LOCK_535 = {'driver': '535.161.08', 'cuda': '12.2.2', 'tensorrt': '8.6.1.6-1+cuda12.0'}
+LOCK_550 = {'driver': '550.54.15', 'fabricmanager': '550.54.15', 'cuda': '12.4.1',
+            'tensorrt': '10.0.1.6-1+cuda12.4'}
+LOCK_580 = {'driver': '580.95.05', 'cuda': '13.0.2', 'tensorrt': '10.13.3.9-1+cuda13.0'}
+
+
+@pytest.mark.parametrize('lock', [LOCK_535, LOCK_550, LOCK_580])
+def test_documented_locks_are_valid(lock):
+    result = gpu_stack(lock)
+    assert result['problems'] == []
+    assert result['valid'] is True
+
+
+def test_derived_values_535():
+    result = evaluate_lock(LOCK_535)
+    assert result['driver_branch'] == '535'
+    assert result['fabricmanager'] == '535.161.08'
+    assert result['fabricmanager_package'] == 'nvidia-fabricmanager-535'
+    assert result['cuda'] == '12.2.2'
+    assert result['cuda_package'] == 'cuda-toolkit-12-2'
+    assert result['cuda_min_driver'] == '535.104.05'
+    assert result['tensorrt_cuda'] == '12.0'
+    assert result['deb_versions'] == {'driver': '535.161.08-1', 'fabricmanager': '535.161.08-1',
+                                      'cuda': '12.2.2-1', 'tensorrt': '8.6.1.6-1+cuda12.0'}
+
+
+def test_derived_values_580_unsuffixed_fabricmanager():
+    result = evaluate_lock(dict(LOCK_580, package_revision='0ubuntu1'))
+    assert result['fabricmanager_package'] == 'nvidia-fabricmanager'
+    assert result['cuda_package'] == 'cuda-toolkit-13-0'
+    assert result['deb_versions']['driver'] == '580.95.05-0ubuntu1'
+
+
+def test_cuda_needing_newer_driver_names_both_versions():
+    result = evaluate_lock({'driver': '535.161.08', 'cuda': '12.4.1'})
+    assert result['valid'] is False
+    assert result['problems'] == ['CUDA 12.4.1 needs driver 550.54.15 or newer; the lock has driver 535.161.08']
+
+
+def test_minor_version_compatibility_lowers_the_minimum():
+    result = evaluate_lock({'driver': '535.161.08', 'cuda': '12.4.1', 'cuda_compat': 'minor'})
+    assert result['valid'] is True
+    assert result['cuda_min_driver'] == '525.60.13'
+    result = evaluate_lock({'driver': '570.124.06', 'cuda': '13.0.2', 'cuda_compat': 'minor'})
+    assert result['problems'] == [
+        'CUDA 13.0.2 needs driver 580.65.06 or newer (minor version compatibility); the lock has driver 570.124.06']
+
+
+def test_fabricmanager_must_equal_driver():
+    result = evaluate_lock({'driver': '550.54.15', 'fabricmanager': '550.54.14'})
+    assert result['problems'] == [
+        'gpu_stack_versions.fabricmanager 550.54.14 differs from driver 550.54.15: '
+        'Fabric Manager must be exactly the driver version']
+
+
+def test_tensorrt_for_other_major_and_newer_minor():
+    result = evaluate_lock({'driver': '580.95.05', 'cuda': '13.0.2', 'tensorrt': '10.0.1.6-1+cuda12.4'})
+    assert result['problems'] == [
+        'TensorRT 10.0.1.6-1+cuda12.4 is built for CUDA 12.4, but the lock has CUDA 13.0.2 (another major)']
+    result = evaluate_lock({'driver': '550.54.15', 'cuda': '12.2.2', 'tensorrt': '10.0.1.6-1+cuda12.4'})
+    assert result['problems'] == [
+        "TensorRT 10.0.1.6-1+cuda12.4 is built for CUDA 12.4, newer than the lock's CUDA 12.2.2"]
+
+
+def test_tensorrt_needs_cuda():
+    result = evaluate_lock({'driver': '550.54.15', 'tensorrt': '10.0.1.6-1+cuda12.4'})
+    assert result['problems'] == ['gpu_stack_versions.tensorrt 10.0.1.6-1+cuda12.4 needs gpu_stack_versions.cuda']
+
+
+def test_every_problem_is_listed_at_once():
+    result = evaluate_lock({'driver': '535.161.08', 'fabricmanager': '550.54.15', 'cuda': '12.4.1',
+                            'tensorrt': 'latest', 'dcgm': '3.3', 'cuda_compat': 'loose'})
+    assert len(result['problems']) == 5
+    assert result['problems'][0].startswith('gpu_stack_versions has unknown key(s): dcgm')
+    assert 'cuda_compat is loose' in result['problems'][1]
+    assert 'fabricmanager 550.54.15 differs from driver 535.161.08' in result['problems'][2]
+    assert 'CUDA 12.4.1 needs driver 550.54.15' in result['problems'][3]
+    assert 'tensorrt latest is not a TensorRT package version' in result['problems'][4]
+
+
+def test_malformed_and_unknown_versions():
+    result = evaluate_lock({'driver': '550', 'cuda': '12.7'})
+    assert result['problems'][0] == 'gpu_stack_versions.driver 550 is not a driver version such as 550.54.15'
+    assert result['problems'][1].startswith('no driver compatibility data for CUDA 12.7.0 (known: 12.0.0, 12.0.1,')
+    assert evaluate_lock({})['problems'] == ['gpu_stack_versions.driver is not set (for example 550.54.15)']
+
+
+def test_not_a_mapping_raises_a_filter_error():
+    with pytest.raises(AnsibleFilterError, match='must be a mapping'):
+        gpu_stack(['550.54.15'])
+    with pytest.raises(AnsibleFilterError, match='version strings'):
+        gpu_stack({'driver': ['550.54.15']})
+
+
+def test_helpers():
+    assert normalize_cuda('12.4') == '12.4.0'
+    assert normalize_cuda('twelve') is None
+    assert cuda_min_driver('12.8') == '570.26'
+    assert cuda_min_driver('12.8.1') == '570.124.06'
+    assert cuda_min_driver('11.8.0') is None
+    assert compare_versions('570.26', '570.26.0') == 0
+    assert compare_versions('535.161.08', '535.104.05') == 1
+    assert fabricmanager_package('570') == 'nvidia-fabricmanager-570'
