@@ -1,0 +1,94 @@
+"""API keys: format, salted hashes, write-once file, and the api_key module's main()."""
+import json
+import stat
+
+import pytest
+
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.onprem.deepseek.plugins.module_utils import _pki_secrets as s
+from ansible_collections.onprem.deepseek.plugins.modules import api_key
+
+FIXED_SALT = bytes(range(16))
+
+
+def counting_bytes():
+    state = {"n": 0}
+
+    def randbytes(count):
+        state["n"] += 1
+        return bytes([state["n"]]) * count
+    return randbytes
+
+
+def test_new_key_format_and_id():
+    key, key_id = s.new_key("dsk", counting_bytes())
+    assert key_id == "010101010101"
+    assert key == "dsk_010101010101_" + "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI"
+    assert s.key_id_of(key) == key_id
+
+
+def test_hash_is_salted_scrypt_and_verifies():
+    key, key_id = s.new_key("dsk", counting_bytes())
+    stored = s.hash_key(key, FIXED_SALT)
+    assert stored.startswith("scrypt$16384$8$1$010101010101$AAECAwQFBgcICQoLDA0ODw==$")
+    assert key not in stored and key.split("_")[2] not in stored
+    assert s.verify_key(key, stored)
+    assert not s.verify_key(key[:-1] + ("A" if key[-1] != "A" else "B"), stored)
+    assert not s.verify_key("dsk_ffffffffffff_" + key.split("_")[2], stored)
+    assert not s.verify_key("garbage", stored)
+    # Another salt, another hash for the same key.
+    assert s.hash_key(key) != s.hash_key(key)
+
+
+@pytest.mark.parametrize("stored, message", [
+    ("sha256$abc", "not in scrypt"),
+    ("scrypt$1024$8$1$010101010101$AA==$AA==", "weak or invalid"),
+    ("scrypt$16385$8$1$010101010101$AA==$AA==", "weak or invalid"),
+])
+def test_parse_hash_refuses_bad_records(stored, message):
+    with pytest.raises(s.SecretError, match=message):
+        s.parse_hash(stored)
+
+
+@pytest.mark.parametrize("prefix", ["", "a", "DSK", "1ab", "with_underscore", "x" * 17])
+def test_prefix_rules(prefix):
+    with pytest.raises(s.SecretError, match="prefix"):
+        s.new_key(prefix)
+
+
+def test_write_once_mode_and_refusal(tmp_path):
+    target = tmp_path / "k"
+    s.write_once(str(target), "secret\n")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600 and target.read_text() == "secret\n"
+    with pytest.raises(s.SecretError, match="already handed out"):
+        s.write_once(str(target), "other\n")
+    assert target.read_text() == "secret\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k"]
+
+
+def run_main(capsys, args, check_mode=False):
+    if check_mode:
+        args = dict(args, _ansible_check_mode=True)
+    with patch_module_args(args):
+        with pytest.raises(SystemExit) as exc:
+            api_key.main()
+    return exc.value.code, json.loads(capsys.readouterr().out)
+
+
+def test_module_generates_once_and_never_returns_the_key(tmp_path, capsys):
+    out = tmp_path / "admin.key"
+    rc, res = run_main(capsys, {"output_path": str(out)}, check_mode=True)
+    assert rc == 0 and res["changed"] and res["hash"] is None and not out.exists()
+
+    rc, res = run_main(capsys, {"output_path": str(out), "prefix": "gw"})
+    key = out.read_text().strip()
+    assert rc == 0 and res["changed"] and key.startswith("gw_" + res["key_id"] + "_")
+    assert key not in json.dumps(res) and key.split("_")[2] not in json.dumps(res)
+    assert s.verify_key(key, res["hash"])
+
+    rc, again = run_main(capsys, {"output_path": str(out), "stored_hash": res["hash"] + "\n"})
+    assert rc == 0 and not again["changed"] and again["hash"] == res["hash"] and again["output_path"] is None
+
+    rc, res = run_main(capsys, {"output_path": str(out)})
+    assert rc == 1 and "already handed out" in res["msg"] and out.read_text().strip() == key
