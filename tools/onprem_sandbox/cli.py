@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from . import hosts as hostmod
-from . import mirror, network, rootfs, run
+from . import mirror, network, rootfs, run, vm
 from .run import log, sh
 from .spec import SpecError, load
 
@@ -77,7 +77,9 @@ def up(spec):
 def _up(spec, state):
     started = time.monotonic()
     cache = CACHE_ROOT
-    image, apt_entries = rootfs.ensure(spec, cache / "images")
+    images = {}
+    for host_type in sorted({h.type for h in spec.hosts}):
+        images[host_type] = rootfs.ensure(spec, cache / "images", host_type)
     _, pubkey = ssh_material(spec, state)
 
     network.ensure_router(spec)
@@ -96,27 +98,52 @@ def _up(spec, state):
         log(f"removing host(s) no longer in the inventory: {', '.join(gone)}")
         _remove_hosts(state, gone)
     for host in spec.hosts:
-        network.ensure_host(spec, host)
         entry = state.hosts.get(host.name, {})
+        if entry and entry.get("type", "container") != host.type:
+            log(f"host {host.name} changed type: recreating it")
+            _remove_hosts(state, [host.name])
+            entry = {}
+        if host.type == "vm":
+            network.ensure_vm_link(spec, host)
+        else:
+            network.ensure_host(spec, host)
         if run.alive(entry.get("pid")):
             continue
-        root = hostmod.create_rootfs(spec, host, image, apt_entries, state.dir, pubkey)
-        pid = hostmod.boot(spec, host, root, state.dir)
+        image, apt_entries = images[host.type]
+        if host.type == "vm":
+            paths = vm.create(spec, host, image, apt_entries, state.dir, pubkey)
+            accel = vm.choose_accel(paths["kernel"], paths["initrd"], cache)
+            pid = vm.boot(spec, host, paths, accel, state.dir)
+            hostkey = vm.host_key_of(state.dir, host.name)
+            extra = {"accel": accel, "link": host.link,
+                     "disks": {d.id: f"{d.bus} serial {d.serial}" + (f" wwn {d.wwn}" if d.wwn else "")
+                               + (" (prefilled ext4)" if d.prefill else "") for d in host.disks}}
+        else:
+            root = hostmod.create_rootfs(spec, host, image, apt_entries, state.dir, pubkey)
+            pid = hostmod.boot(spec, host, root, state.dir)
+            hostkey = hostmod.host_key(root)
+            extra = {}
         state.hosts[host.name] = {
-            "pid": pid, "address": str(host.address), "site": host.site,
-            "hostkey": " ".join(hostmod.host_key(root)),
+            "pid": pid, "address": str(host.address), "site": host.site, "type": host.type,
+            "hostkey": " ".join(hostkey), **extra,
         }
         state.save()
     for host in spec.hosts:
-        hostmod.wait_ssh(host, state.hosts[host.name]["pid"])
+        # A guest under TCG answers SSH about 50 s after start on an idle machine.
+        timeout = 420 if host.type == "vm" else 120
+        hostmod.wait_ssh(host, state.hosts[host.name]["pid"], timeout)
     write_ssh_files(spec, state)
     log(f"up: {len(spec.hosts)} host(s) answering SSH after {time.monotonic() - started:.0f}s")
 
 
 def _remove_hosts(state, names):
-    hostmod.shutdown([state.hosts.get(n, {}).get("pid") for n in names])
+    entries = {n: state.hosts.get(n, {}) for n in names}
+    vm.shutdown([e.get("pid") for e in entries.values() if e.get("type") == "vm"])
+    hostmod.shutdown([e.get("pid") for e in entries.values() if e.get("type", "container") == "container"])
     for name in names:
         state.hosts.pop(name, None)
+        if entries[name].get("type") == "vm":
+            network.remove_vm_link(state.name, entries[name].get("link"))
         network.remove_host(state.name, name)
         shutil.rmtree(hostmod.host_dir(state.dir, name), ignore_errors=True)
         state.save()
@@ -155,7 +182,12 @@ def status(name):
     for host, h in sorted(state.hosts.items()):
         ok = run.alive(h.get("pid")) and hostmod.ssh_ready(h["address"])
         healthy &= ok
-        print(f"  host   {host:20} {h['address']:15} site {h['site']:10} {'up (ssh)' if ok else 'DOWN'}")
+        kind = h.get("type", "container")
+        if kind == "vm":
+            kind = f"vm/{h.get('accel', '?')}"
+        print(f"  host   {host:20} {h['address']:15} site {h['site']:10} {kind:13} {'up (ssh)' if ok else 'DOWN'}")
+        for disk_id, what in sorted(h.get("disks", {}).items()):
+            print(f"         disk {disk_id:15} {what}")
     print(f"  ssh:   ssh -F {state.dir / 'ssh' / 'config'} <host>")
     return 0 if healthy else 1
 

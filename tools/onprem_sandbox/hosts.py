@@ -85,7 +85,7 @@ def ssh_ready(address):
 def wait_ssh(host, pid, timeout=120):
     def ready():
         if not run.alive(pid):
-            raise run.CommandError(f"host {host.name}: the container exited during boot (see its console.log)")
+            raise run.CommandError(f"host {host.name}: exited during boot (see its console.log)")
         return ssh_ready(host.address)
     wait_for(ready, timeout, f"SSH on {host.name} ({host.address})")
 

@@ -64,6 +64,22 @@ def ensure_host(spec, host):
     sh("ip", "-n", ns, "route", "replace", "default", "via", str(site.gateway))
 
 
+def ensure_vm_link(spec, host):
+    """A QEMU guest's tap device in the router namespace, on its site's bridge: the guest
+    itself holds the host address (set by its own systemd-networkd)."""
+    site = spec.sites[host.site]
+    ns = spec.router_netns
+    if not _link_exists(host.link, ns):
+        sh("ip", "-n", ns, "tuntap", "add", "dev", host.link, "mode", "tap")
+    sh("ip", "-n", ns, "link", "set", host.link, "master", site.bridge, "up")
+
+
+def remove_vm_link(spec_name, link):
+    ns = f"sbx-{spec_name}-router"
+    if link and netns_exists(ns) and _link_exists(link, ns):
+        sh("ip", "-n", ns, "link", "del", link, check=False)
+
+
 def remove_host(spec_name, host_name):
     ns = f"sbx-{spec_name}-{host_name}"
     if netns_exists(ns):

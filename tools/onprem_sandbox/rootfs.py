@@ -7,6 +7,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from . import qemu
 from .run import log, sh
 from .spec import debian_sources
 
@@ -26,22 +27,27 @@ def sources_list(entries):
     return "".join(f"deb {uri} {suite} {' '.join(comps)}\n" for uri, suite, comps in entries)
 
 
-def ensure(spec, cache_dir):
-    """Return the path of the cached image for `spec`, building it if needed."""
+def ensure(spec, cache_dir, host_type="container"):
+    """Return the path of the cached image for `spec` and host type, building it if needed.
+
+    Containers and VMs have separate images (the VM one adds a kernel); each kind replaces
+    only its own stale images.
+    """
     entries = debian_sources(host_apt_sources(), spec.suite)
     mirror = entries[0][0]
-    key = spec.rootfs_key(mirror)
-    image = Path(cache_dir) / f"rootfs-{spec.suite}-{key}"
+    key = spec.rootfs_key(mirror, host_type)
+    prefix = "rootfs" if host_type == "container" else "vmroot"
+    image = Path(cache_dir) / f"{prefix}-{spec.suite}-{key}"
     if (image / ".complete").exists():
         return image, entries
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    for stale in Path(cache_dir).glob(f"rootfs-{spec.suite}-*"):
+    for stale in Path(cache_dir).glob(f"{prefix}-{spec.suite}-*"):
         shutil.rmtree(stale, ignore_errors=True)
     work = Path(tempfile.mkdtemp(prefix=".build-", dir=cache_dir))
     work.chmod(0o755)  # it becomes the hosts' "/"; mkdtemp makes it 0700
     try:
-        log(f"building the {spec.suite} host image (debootstrap, about 90 s; cached afterwards)")
-        sh("debootstrap", "--variant=minbase", f"--include={','.join(spec.packages)}",
+        log(f"building the {spec.suite} {host_type} image (debootstrap, about 90 s; cached afterwards)")
+        sh("debootstrap", "--variant=minbase", f"--include={','.join(spec.image_packages(host_type))}",
            spec.suite, work, mirror)
         # Each host gets its own SSH host keys and machine id when it is created.
         for key_file in (work / "etc/ssh").glob("ssh_host_*"):
@@ -54,6 +60,8 @@ def ensure(spec, cache_dir):
         sudoers.chmod(0o440)
         # A getty on the container console would only wait for a login that never comes.
         sh("chroot", work, "systemctl", "mask", "console-getty.service", "getty@tty1.service")
+        if host_type == "vm":
+            _prepare_vm(work)
         sh("chroot", work, "apt-get", "clean")
         (work / ".complete").write_text(key + "\n")
         os.rename(work, image)
@@ -61,3 +69,25 @@ def ensure(spec, cache_dir):
         shutil.rmtree(work, ignore_errors=True)
         raise
     return image, entries
+
+
+def _prepare_vm(work):
+    """A guest image: small initramfs, networkd for the static site address, a root fstab."""
+    for rel, text in qemu.initramfs_conf().items():
+        (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        (work / rel).write_text(text)
+    sh("chroot", work, "update-initramfs", "-u", "-k", "all")
+    # QEMU loads the kernel and this initramfs from outside the guest (direct kernel boot), so
+    # rebuilding it inside the guest (mdadm, cryptsetup installs trigger that) is wasted time.
+    (work / "etc/initramfs-tools/update-initramfs.conf").write_text("update_initramfs=no\nbackup_initramfs=no\n")
+    sh("chroot", work, "systemctl", "enable", "systemd-networkd.service")
+    (work / "etc/fstab").write_text("/dev/vda / ext4 defaults,errors=remount-ro 0 1\n")
+
+
+def kernel_files(image):
+    """The image's kernel and initramfs (the newest, if several)."""
+    kernels = sorted(Path(image, "boot").glob("vmlinuz-*"))
+    if not kernels:
+        raise FileNotFoundError(f"no kernel in {image}/boot")
+    version = kernels[-1].name[len("vmlinuz-"):]
+    return kernels[-1], Path(image, "boot", f"initrd.img-{version}")
