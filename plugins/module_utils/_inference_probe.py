@@ -16,10 +16,7 @@ import time
 
 from ansible.module_utils.urls import open_url
 
-try:
-    from urllib.error import HTTPError, URLError
-except ImportError:  # pragma: no cover - Python 2 is not supported by the collection
-    HTTPError = URLError = Exception
+from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 
 
 class ProbeError(Exception):

@@ -32,7 +32,7 @@ options:
     type: str
   api_key:
     description:
-      - API key sent as C(Authorization: Bearer).
+      - 'API key, sent as C(Authorization: Bearer <key>).'
       - Mutually exclusive with O(api_key_file).
     type: str
   api_key_file:
@@ -227,7 +227,7 @@ def main():
             requests=dict(type="int", default=1),
             stream=dict(type="bool", default=True),
             prompt=dict(type="str", default="Say hello in one short sentence."),
-            max_tokens=dict(type="int", default=16),
+            max_tokens=dict(type="int", default=16, no_log=False),
             temperature=dict(type="float", default=0.0),
             ignore_eos=dict(type="bool", default=False),
             health_timeout=dict(type="int", default=0),
