@@ -15,7 +15,7 @@ KERNEL_APPEND = "root=/dev/vda rw console=ttyS0 loglevel=4 panic=10"
 INITRAMFS_MODULES = ("virtio_pci", "virtio_blk", "ext4")
 
 # Seen on the serial console once the kernel has started user space.
-KVM_OK_MARKERS = ("Run /init as init process", "Freeing unused kernel image")
+KVM_OK_MARKERS = (" as init process", "Freeing unused kernel image")
 KVM_FAIL_MARKERS = ("KVM internal error", "emulation failure", "failed to initialize kvm",
                     "Could not access KVM kernel module")
 

@@ -3,6 +3,7 @@ image, its kernel loaded directly, emulated NVMe/SAS/SATA disks, and a tap devic
 site's bridge, so it sits on the same network as the container hosts."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -38,7 +39,7 @@ def choose_accel(kernel, initrd, cache_dir):
         return "tcg"
     cache = Path(cache_dir) / "accel.json"
     known = json.loads(cache.read_text()) if cache.exists() else {}
-    key = f"{os.uname().release}/{Path(kernel).name}"
+    key = f"{os.uname().release}/{hashlib.sha256(Path(kernel).read_bytes()).hexdigest()[:16]}"
     if key not in known:
         known[key] = "kvm" if _kvm_probe(kernel, initrd) else "tcg"
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
