@@ -175,3 +175,15 @@ def test_size_parsing():
     assert spec.parse_size("512M", "x") == 512 << 20
     assert spec.parse_size(2 * 1024 ** 3, "x") == 2 << 30
     assert spec.parse_size("1t", "x") == 1 << 40
+
+
+def test_kernel_files_pick_the_newest_kernel_and_its_initramfs(tmp_path):
+    from onprem_sandbox.rootfs import kernel_files
+    boot = tmp_path / "boot"
+    boot.mkdir()
+    for version in ("6.1.0-9-amd64", "6.1.0-28-amd64"):
+        (boot / f"vmlinuz-{version}").write_text("k")
+        (boot / f"initrd.img-{version}").write_text("i")
+    assert kernel_files(tmp_path) == (boot / "vmlinuz-6.1.0-28-amd64", boot / "initrd.img-6.1.0-28-amd64")
+    with pytest.raises(FileNotFoundError):
+        kernel_files(tmp_path / "empty")

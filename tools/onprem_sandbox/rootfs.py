@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -86,7 +87,9 @@ def _prepare_vm(work):
 
 def kernel_files(image):
     """The image's kernel and initramfs (the newest, if several)."""
-    kernels = sorted(Path(image, "boot").glob("vmlinuz-*"))
+    def version_key(path):
+        return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", path.name)]
+    kernels = sorted(Path(image, "boot").glob("vmlinuz-*"), key=version_key)
     if not kernels:
         raise FileNotFoundError(f"no kernel in {image}/boot")
     version = kernels[-1].name[len("vmlinuz-"):]
