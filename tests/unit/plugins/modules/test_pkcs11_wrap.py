@@ -12,7 +12,6 @@ import subprocess
 
 import pytest
 
-from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.onprem.deepseek.plugins.module_utils import _pkcs11_wrap as w
@@ -101,6 +100,10 @@ def token(tmp_path, monkeypatch):
     return tmp_path
 
 
+def no_process(*args, **kwargs):
+    raise AssertionError("pkcs11_wrap started a process: %r" % (args,))
+
+
 def run_main(monkeypatch, capsys, args, check_mode=False):
     from ansible_collections.onprem.deepseek.plugins.modules import pkcs11_wrap
     base = {"module_path": SOFTHSM_LIB, "token_label": "wraptest", "pin": USER_PIN, "key_label": "luks-wrap",
@@ -110,7 +113,7 @@ def run_main(monkeypatch, capsys, args, check_mode=False):
     if check_mode:
         base["_ansible_check_mode"] = True
     with monkeypatch.context() as m:
-        m.setattr(subprocess, "Popen", lambda *a, **kw: (_ for _ in ()).throw(AssertionError("process started")))
+        m.setattr(subprocess, "Popen", no_process)
         with patch_module_args(base):
             with pytest.raises(SystemExit) as exc:
                 pkcs11_wrap.main()
