@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.onprem.deepseek.plugins.module_utils._gpu import compare_versions, version_tuple
+
 # CUDA toolkit release -> minimum Linux x86_64 driver, from the table "CUDA Toolkit and
 # Corresponding Driver Versions" of NVIDIA's CUDA Toolkit release notes.
 CUDA_TOOLKIT_MIN_DRIVER = {
@@ -63,19 +65,6 @@ _REVISION_RE = re.compile(r'^[0-9][0-9A-Za-z.+~]*$')
 
 class GpuStackError(Exception):
     """The lock is not a mapping of version strings."""
-
-
-def version_tuple(version):
-    return tuple(int(part) for part in str(version).split('.'))
-
-
-def compare_versions(left, right):
-    """-1, 0 or 1 comparing dotted numeric versions (missing parts count as 0)."""
-    a, b = list(version_tuple(left)), list(version_tuple(right))
-    width = max(len(a), len(b))
-    a += [0] * (width - len(a))
-    b += [0] * (width - len(b))
-    return (a > b) - (a < b)
 
 
 def normalize_cuda(version):
