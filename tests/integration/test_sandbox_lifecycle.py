@@ -96,8 +96,8 @@ def test_second_up_changes_nothing(sandbox_up):
 
 def test_status_names_hosts_addresses_and_mirror(sandbox_up):
     out = sandbox("status").stdout
-    assert re.search(r"lc-a1\s+10\.79\.1\.11\s+site site_a\s+up", out), out
-    assert re.search(r"lc-b1\s+10\.79\.2\.11\s+site site_b\s+up", out), out
+    assert re.search(r"lc-a1\s+10\.79\.1\.11\s+site site_a\s+container\s+up", out), out
+    assert re.search(r"lc-b1\s+10\.79\.2\.11\s+site site_b\s+container\s+up", out), out
     assert "http://10.79.0.1:3142" in out and "running" in out
 
 
