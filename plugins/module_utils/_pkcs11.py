@@ -409,6 +409,35 @@ def scrub(text, secret):
     return text
 
 
+def token_argument_spec(**options):
+    """The options of every module that opens a token, plus that module's own ``options``."""
+    spec = dict(
+        module_path=dict(type="path", default="/usr/lib/softhsm/libsofthsm2.so"),
+        token_label=dict(type="str", required=True, no_log=False),
+        pin=dict(type="str", no_log=True),
+        pin_file=dict(type="path"),
+    )
+    spec.update(options)
+    return spec
+
+
+# AnsibleModule keyword arguments that go with token_argument_spec().
+TOKEN_ARGUMENT_RULES = dict(
+    required_one_of=[("pin", "pin_file")],
+    mutually_exclusive=[("pin", "pin_file")],
+)
+
+
+def module_pin(module):
+    """The PIN from ``pin`` or ``pin_file``; one read from a file is masked in everything the
+    module returns, like a no_log option."""
+    pin = module.params["pin"]
+    if pin is None:
+        pin = read_pin_file(module.params["pin_file"])
+        module.no_log_values.add(pin)
+    return pin
+
+
 def read_pin_file(path):
     """The PIN from a file on the managed host: the first line, without its line ending."""
     try:

@@ -311,21 +311,19 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.onprem.deepseek.plugins.module_utils._pkcs11 import (
     HAS_PKCS11,
     PKCS11_IMPORT_ERROR,
+    TOKEN_ARGUMENT_RULES,
     Pkcs11KeyError,
     build_spec,
     ensure_key,
-    read_pin_file,
+    module_pin,
     scrub,
+    token_argument_spec,
 )
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            module_path=dict(type="path", default="/usr/lib/softhsm/libsofthsm2.so"),
-            token_label=dict(type="str", required=True, no_log=False),
-            pin=dict(type="str", no_log=True),
-            pin_file=dict(type="path"),
+        argument_spec=token_argument_spec(
             label=dict(type="str", required=True),
             id=dict(type="str"),
             key_type=dict(type="str", choices=["ec", "rsa", "aes"]),
@@ -338,10 +336,9 @@ def main():
             state=dict(type="str", choices=["present", "absent"], default="present"),
             force=dict(type="bool", default=False),
         ),
-        required_one_of=[("pin", "pin_file")],
-        mutually_exclusive=[("pin", "pin_file")],
         required_if=[("state", "present", ["key_type"])],
         supports_check_mode=True,
+        **TOKEN_ARGUMENT_RULES
     )
     if not HAS_PKCS11:
         module.fail_json(msg=missing_required_lib("python-pkcs11"), exception=PKCS11_IMPORT_ERROR)
@@ -350,10 +347,7 @@ def main():
     pin = params["pin"]
     try:
         spec = build_spec(params)
-        if pin is None:
-            pin = read_pin_file(params["pin_file"])
-            # Masked in everything the module returns, like a no_log option.
-            module.no_log_values.add(pin)
+        pin = module_pin(module)
         result = ensure_key(params["module_path"], params["token_label"], pin, spec, params["state"],
                             force=params["force"], check_mode=module.check_mode)
     except Pkcs11KeyError as exc:

@@ -158,20 +158,18 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.onprem.deepseek.plugins.module_utils._pkcs11 import (
     HAS_PKCS11,
     PKCS11_IMPORT_ERROR,
+    TOKEN_ARGUMENT_RULES,
     Pkcs11KeyError,
-    read_pin_file,
+    module_pin,
     scrub,
+    token_argument_spec,
 )
 from ansible_collections.onprem.deepseek.plugins.module_utils._pkcs11_wrap import ensure_wrapped
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            module_path=dict(type="path", default="/usr/lib/softhsm/libsofthsm2.so"),
-            token_label=dict(type="str", required=True, no_log=False),
-            pin=dict(type="str", no_log=True),
-            pin_file=dict(type="path"),
+        argument_spec=token_argument_spec(
             key_label=dict(type="str", required=True, no_log=False),
             context=dict(type="str", required=True),
             path=dict(type="path", required=True),
@@ -179,10 +177,9 @@ def main():
             state=dict(type="str", choices=["present", "unwrapped"], default="present"),
             dest=dict(type="path"),
         ),
-        required_one_of=[("pin", "pin_file")],
-        mutually_exclusive=[("pin", "pin_file")],
         required_if=[("state", "unwrapped", ["dest"])],
         supports_check_mode=True,
+        **TOKEN_ARGUMENT_RULES
     )
     if not HAS_PKCS11:
         module.fail_json(msg=missing_required_lib("python-pkcs11"), exception=PKCS11_IMPORT_ERROR)
@@ -190,9 +187,7 @@ def main():
     params = module.params
     pin = params["pin"]
     try:
-        if pin is None:
-            pin = read_pin_file(params["pin_file"])
-            module.no_log_values.add(pin)
+        pin = module_pin(module)
         result = ensure_wrapped(params["module_path"], params["token_label"], pin, params["key_label"],
                                 params["context"], params["path"], params["state"], key_bytes=params["key_bytes"],
                                 dest=params["dest"], check_mode=module.check_mode)
