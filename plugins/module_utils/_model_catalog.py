@@ -24,8 +24,8 @@ class ModelCatalogError(ValueError):
 
 
 # DeepSeek-V3 and R1 share one architecture.
-# https://huggingface.co/deepseek-ai/DeepSeek-R1/blob/main/config.json
-# https://huggingface.co/deepseek-ai/DeepSeek-V3/blob/main/config.json
+# deepseek-ai/DeepSeek-R1/blob/main/config.json on the Hugging Face Hub
+# deepseek-ai/DeepSeek-V3/blob/main/config.json on the Hugging Face Hub
 _DEEPSEEK_V3_ARCH = {
     "architecture": "DeepseekV3ForCausalLM",
     "attention": "mla",
@@ -57,7 +57,7 @@ _DEEPSEEK_V3_ARCH = {
 MODELS = {
     "deepseek-r1": dict(_DEEPSEEK_V3_ARCH, hf_repo="deepseek-ai/DeepSeek-R1"),
     "deepseek-v3": dict(_DEEPSEEK_V3_ARCH, hf_repo="deepseek-ai/DeepSeek-V3"),
-    # https://huggingface.co/deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B/blob/main/config.json
+    # deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B/blob/main/config.json on the Hugging Face Hub
     "deepseek-r1-distill-qwen-1.5b": {
         "hf_repo": "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B",
         "architecture": "Qwen2ForCausalLM",
@@ -75,7 +75,7 @@ MODELS = {
         "max_position_embeddings": 131072,
         "tie_word_embeddings": False,
     },
-    # https://huggingface.co/deepseek-ai/DeepSeek-R1-Distill-Qwen-7B/blob/main/config.json
+    # deepseek-ai/DeepSeek-R1-Distill-Qwen-7B/blob/main/config.json on the Hugging Face Hub
     "deepseek-r1-distill-qwen-7b": {
         "hf_repo": "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B",
         "architecture": "Qwen2ForCausalLM",
@@ -93,7 +93,7 @@ MODELS = {
         "max_position_embeddings": 131072,
         "tie_word_embeddings": False,
     },
-    # https://huggingface.co/deepseek-ai/DeepSeek-R1-Distill-Llama-8B/blob/main/config.json
+    # deepseek-ai/DeepSeek-R1-Distill-Llama-8B/blob/main/config.json on the Hugging Face Hub
     "deepseek-r1-distill-llama-8b": {
         "hf_repo": "deepseek-ai/DeepSeek-R1-Distill-Llama-8B",
         "architecture": "LlamaForCausalLM",
@@ -111,7 +111,7 @@ MODELS = {
         "max_position_embeddings": 131072,
         "tie_word_embeddings": False,
     },
-    # https://huggingface.co/deepseek-ai/DeepSeek-R1-Distill-Qwen-14B/blob/main/config.json
+    # deepseek-ai/DeepSeek-R1-Distill-Qwen-14B/blob/main/config.json on the Hugging Face Hub
     "deepseek-r1-distill-qwen-14b": {
         "hf_repo": "deepseek-ai/DeepSeek-R1-Distill-Qwen-14B",
         "architecture": "Qwen2ForCausalLM",
@@ -129,7 +129,7 @@ MODELS = {
         "max_position_embeddings": 131072,
         "tie_word_embeddings": False,
     },
-    # https://huggingface.co/deepseek-ai/DeepSeek-R1-Distill-Qwen-32B/blob/main/config.json
+    # deepseek-ai/DeepSeek-R1-Distill-Qwen-32B/blob/main/config.json on the Hugging Face Hub
     "deepseek-r1-distill-qwen-32b": {
         "hf_repo": "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B",
         "architecture": "Qwen2ForCausalLM",
@@ -147,7 +147,7 @@ MODELS = {
         "max_position_embeddings": 131072,
         "tie_word_embeddings": False,
     },
-    # https://huggingface.co/deepseek-ai/DeepSeek-R1-Distill-Llama-70B/blob/main/config.json
+    # deepseek-ai/DeepSeek-R1-Distill-Llama-70B/blob/main/config.json on the Hugging Face Hub
     "deepseek-r1-distill-llama-70b": {
         "hf_repo": "deepseek-ai/DeepSeek-R1-Distill-Llama-70B",
         "architecture": "LlamaForCausalLM",

@@ -221,7 +221,7 @@ def test_qwen_32b_on_one_80gb_gpu_only_with_a_short_context():
 
 
 def test_qwen_32b_takes_tp2_for_its_full_context():
-    # https://huggingface.co/deepseek-ai/DeepSeek-R1-Distill-Qwen-32B (README)
+    # deepseek-ai/DeepSeek-R1-Distill-Qwen-32B on the Hugging Face Hub (README)
     #   "vllm serve deepseek-ai/DeepSeek-R1-Distill-Qwen-32B --tensor-parallel-size 2 --max-model-len 32768 --enforce-eager"
     two = hw(A100, 80, 2)
     assert plan("deepseek-r1-distill-qwen-32b", two)["tensor_parallel_size"] == 2

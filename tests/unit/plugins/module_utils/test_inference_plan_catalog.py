@@ -34,7 +34,7 @@ def test_distill_params_follow_from_config(name):
 
 
 def test_deepseek_v3_architecture():
-    # https://huggingface.co/deepseek-ai/DeepSeek-V3/blob/main/config.json
+    # deepseek-ai/DeepSeek-V3/blob/main/config.json on the Hugging Face Hub
     r1 = get_model("deepseek-r1")
     assert (r1["num_hidden_layers"], r1["hidden_size"], r1["kv_lora_rank"], r1["qk_rope_head_dim"]) == (61, 7168, 512, 64)
     assert (r1["n_routed_experts"], r1["num_experts_per_tok"], r1["first_k_dense_replace"]) == (256, 8, 3)
