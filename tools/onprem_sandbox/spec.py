@@ -162,6 +162,16 @@ def _bool(value, var):
     raise SpecError(f"{var}: {value!r} is not a boolean")
 
 
+def _unique(value, pattern, rule, seen, var):
+    """`value` if it matches `pattern` and is not in `seen` yet (it is added); else a SpecError."""
+    if not pattern.match(value):
+        raise SpecError(f"{var}: {value!r} {rule}")
+    if value in seen:
+        raise SpecError(f"{var}: {value!r} is used twice")
+    seen.add(value)
+    return value
+
+
 def parse_disks(raw, host_name):
     """The emulated disks of a VM host (`sandbox_disks`)."""
     where = f"host {host_name}: sandbox_disks"
@@ -177,12 +187,8 @@ def parse_disks(raw, host_name):
         unknown = set(d) - {"id", "bus", "size", "rotational", "serial", "wwn", "prefill"}
         if unknown:
             raise SpecError(f"{var}: unknown key(s) {', '.join(sorted(unknown))}")
-        disk_id = str(d.get("id", ""))
-        if not DISK_ID_RE.match(disk_id):
-            raise SpecError(f"{var}.id: {disk_id!r} must be 1-12 lowercase letters/digits, starting with a letter")
-        if disk_id in ids:
-            raise SpecError(f"{var}.id: {disk_id!r} is used twice")
-        ids.add(disk_id)
+        disk_id = _unique(str(d.get("id", "")), DISK_ID_RE,
+                          "must be 1-12 lowercase letters/digits, starting with a letter", ids, f"{var}.id")
         bus = d.get("bus")
         if bus not in DISK_BUSES:
             raise SpecError(f"{var}.bus: {bus!r} is not one of {', '.join(DISK_BUSES)}")
@@ -193,20 +199,10 @@ def parse_disks(raw, host_name):
         rotational = _bool(d.get("rotational", False), f"{var}.rotational")
         if bus == "nvme" and rotational:
             raise SpecError(f"{var}.rotational: NVMe disks are never rotational")
-        serial = str(d.get("serial", ""))
-        if not SERIAL_RE.match(serial):
-            raise SpecError(f"{var}.serial: {serial!r} must be 1-20 letters/digits")
-        if serial in serials:
-            raise SpecError(f"{var}.serial: {serial!r} is used twice")
-        serials.add(serial)
+        serial = _unique(str(d.get("serial", "")), SERIAL_RE, "must be 1-20 letters/digits", serials, f"{var}.serial")
         wwn = d.get("wwn")
         if wwn is not None:
-            wwn = str(wwn).lower()
-            if not WWN_RE.match(wwn):
-                raise SpecError(f"{var}.wwn: {wwn!r} must be 0x and 16 hex digits")
-            if wwn in wwns:
-                raise SpecError(f"{var}.wwn: {wwn!r} is used twice")
-            wwns.add(wwn)
+            wwn = _unique(str(wwn).lower(), WWN_RE, "must be 0x and 16 hex digits", wwns, f"{var}.wwn")
         elif bus == "sas":
             # QEMU uses it as the SAS address: without it the disk does not appear.
             raise SpecError(f"{var}.wwn: SAS disks need a wwn (QEMU's SAS address)")
