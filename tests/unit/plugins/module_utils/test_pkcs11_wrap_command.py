@@ -1,0 +1,209 @@
+"""keywrap, the host-side command of _pkcs11_wrap (installed by the hsm role, used by storage_tiers).
+
+Argument handling is tested without a token; the round trips run against a real SoftHSM2 token
+in a temporary directory (SOFTHSM2_CONF), in-process and through the launcher the hsm role renders
+from roles/hsm/templates/keywrap.j2, laid out as the role installs it. The throwaway test PINs are
+passed as process arguments only to softhsm2-util in the setup.
+"""
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jinja2
+import pytest
+
+from ansible_collections.onprem.deepseek.plugins.module_utils import _pkcs11_wrap as w
+
+ROOT = Path(__file__).resolve().parents[4]
+USER_PIN = "Tst-Keywrap-Pin-27182"
+SO_PIN = "Tst-Keywrap-So-31415"
+LIB_CANDIDATES = (
+    "/usr/lib/softhsm/libsofthsm2.so",
+    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/lib64/pkcs11/libsofthsm2.so",
+)
+SOFTHSM_LIB = next((p for p in LIB_CANDIDATES if os.path.exists(p)), None)
+needs_softhsm = pytest.mark.skipif(
+    shutil.which("softhsm2-util") is None or SOFTHSM_LIB is None or not w.HAS_PKCS11,
+    reason="SoftHSM2 or python-pkcs11 is not installed (tools/bootstrap installs both)")
+KEY = bytes(range(64))
+CTX = "onprem.deepseek.storage_tiers/hot"
+
+
+class FakeOut(io.BytesIO):
+    def __init__(self, tty=False):
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self):
+        return self.tty
+
+
+def call(argv, data=b"", defaults=None, tty=False):
+    out, err = FakeOut(tty), io.StringIO()
+    rc = w.command_main(argv, defaults=defaults, stdin=io.BytesIO(data), stdout=out, stderr=err)
+    return rc, out.getvalue(), err.getvalue()
+
+
+# -- arguments, without a token -------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv, message", [
+    (["wrap"], "the following arguments are required: --context"),
+    (["seal", "--context", "c"], "argument action: invalid choice: 'seal' (choose from 'wrap', 'unwrap')"),
+    (["unwrap", "--context", "c", "--pin", "1234"], "unrecognized arguments: --pin 1234"),
+    ([], "the following arguments are required: action, --context"),
+])
+def test_usage_errors_exit_2_and_there_is_no_pin_option(argv, message):
+    rc, out, err = call(argv)
+    assert (rc, out) == (2, b"")
+    assert err == "keywrap: usage: %s\n" % message
+
+
+@pytest.mark.parametrize("argv, defaults, message", [
+    (["wrap", "--context", "c", "--pin-file", "/x"], {}, "--token-label is required"),
+    (["wrap", "--context", "c", "--token-label", "t"], {}, "--pin-file is required"),
+    (["wrap", "--context", "c"], {"token_label": "t", "pin_file": "/x"}, "--key-label is required to wrap"),
+    (["unwrap", "--context", ""], {"token_label": "t", "pin_file": "/x"}, "--context must not be empty"),
+])
+def test_missing_settings_exit_1(argv, defaults, message):
+    rc, out, err = call(argv, defaults=defaults)
+    assert (rc, out, err) == (1, b"", "keywrap: %s\n" % message)
+
+
+def test_defaults_fill_the_options_and_arguments_override_them():
+    parser = w.command_parser({"module_path": "/lib/p11.so", "token_label": "deepseek",
+                               "pin_file": "/etc/pin", "key_label": "disk-wrap"})
+    args = parser.parse_args(["wrap", "--context", "c"])
+    assert (args.module_path, args.token_label, args.pin_file, args.key_label) == (
+        "/lib/p11.so", "deepseek", "/etc/pin", "disk-wrap")
+    args = parser.parse_args(["unwrap", "--context", "c", "--key-label", "other", "--token-label", "t2"])
+    assert (args.action, args.key_label, args.token_label) == ("unwrap", "other", "t2")
+
+
+def test_unwrap_refuses_a_terminal_before_touching_the_pin(tmp_path):
+    rc, out, err = call(["unwrap", "--context", "c", "--token-label", "t", "--pin-file", str(tmp_path / "none")],
+                        data=b"{}", tty=True)
+    assert (rc, out) == (1, b"")
+    assert "refusing to write a clear key to a terminal" in err
+
+
+# -- against SoftHSM2 -----------------------------------------------------------------------------
+
+@pytest.fixture
+def token(tmp_path, monkeypatch):
+    tokens = tmp_path / "tokens"
+    tokens.mkdir()
+    conf = tmp_path / "softhsm2.conf"
+    conf.write_text("directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n" % tokens)
+    monkeypatch.setenv("SOFTHSM2_CONF", str(conf))
+    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "kwtest",
+                    "--so-pin", SO_PIN, "--pin", USER_PIN], check=True, capture_output=True, timeout=60)
+    from ansible_collections.onprem.deepseek.plugins.module_utils._pkcs11 import build_spec, ensure_key
+    for label in ("disk-wrap", "disk-other"):
+        ensure_key(SOFTHSM_LIB, "kwtest", USER_PIN, build_spec({"label": label, "key_type": "aes"}), "present")
+    pin_file = tmp_path / "user.pin"
+    pin_file.write_text(USER_PIN)
+    pin_file.chmod(0o600)
+    return {"module_path": SOFTHSM_LIB, "token_label": "kwtest", "pin_file": str(pin_file),
+            "key_label": "disk-wrap", "dir": tmp_path}
+
+
+def settings(token):
+    return dict((k, token[k]) for k in ("module_path", "token_label", "pin_file", "key_label"))
+
+
+@needs_softhsm
+def test_round_trip_and_the_context_binds_the_key_to_its_tier(token):
+    rc, blob, err = call(["wrap", "--context", CTX], KEY, settings(token))
+    assert (rc, err) == (0, "")
+    doc = json.loads(blob)
+    assert (doc["format"], doc["key_label"], doc["context"]) == ("onprem.deepseek/wrapped-key", "disk-wrap", CTX)
+    assert KEY not in blob and KEY.hex().encode() not in blob
+    assert call(["unwrap", "--context", CTX], blob, settings(token)) == (0, KEY, "")
+    rc, out, err = call(["unwrap", "--context", "onprem.deepseek.storage_tiers/cold"], blob, settings(token))
+    assert (rc, out) == (1, b"")
+    assert err == ("keywrap: wrapped key belongs to context 'onprem.deepseek.storage_tiers/hot', "
+                   "not 'onprem.deepseek.storage_tiers/cold'\n")
+    rc, out, err = call(["unwrap", "--context", CTX, "--key-label", "disk-other"], blob, settings(token))
+    assert (rc, out, err) == (1, b"", "keywrap: the key was wrapped under 'disk-wrap', not 'disk-other'\n")
+    # A header edited to claim another tier fails GCM authentication in the token.
+    doc["context"] = "onprem.deepseek.storage_tiers/cold"
+    rc, out, err = call(["unwrap", "--context", doc["context"]], json.dumps(doc).encode(), settings(token))
+    assert (rc, out) == (1, b"")
+    assert "could not decrypt the wrapped key with 'disk-wrap'" in err
+
+
+@needs_softhsm
+def test_each_wrap_of_the_same_key_differs(token):
+    first = call(["wrap", "--context", CTX], KEY, settings(token))[1]
+    second = call(["wrap", "--context", CTX], KEY, settings(token))[1]
+    assert json.loads(first)["nonce"] != json.loads(second)["nonce"]
+    assert call(["unwrap", "--context", CTX], second, settings(token))[1] == KEY
+
+
+@needs_softhsm
+@pytest.mark.parametrize("size, message", [
+    (15, "the key on stdin is 15 bytes; at least 16 are needed"),
+    (513, "the key on stdin is longer than 512 bytes"),
+])
+def test_wrap_refuses_keys_out_of_bounds(token, size, message):
+    assert call(["wrap", "--context", CTX], b"k" * size, settings(token)) == (1, b"", "keywrap: %s\n" % message)
+
+
+@needs_softhsm
+def test_without_the_token_nothing_unwraps_and_the_pin_is_not_shown(token):
+    blob = call(["wrap", "--context", CTX], KEY, settings(token))[1]
+    pin_file = Path(token["pin_file"])
+    pin_file.rename(pin_file.with_name("user.pin.aside"))
+    rc, out, err = call(["unwrap", "--context", CTX], blob, settings(token))
+    assert (rc, out) == (1, b"")
+    assert err == "keywrap: cannot read pin_file %s: No such file or directory\n" % pin_file
+    pin_file.write_text("Wrong-Pin-99999")
+    rc, out, err = call(["unwrap", "--context", CTX], blob, settings(token))
+    assert (rc, out, err) == (1, b"", "keywrap: PIN rejected by token kwtest (CKR_PIN_INCORRECT)\n")
+    assert "Wrong-Pin" not in err and USER_PIN not in err
+    rc, out, err = call(["unwrap", "--context", CTX], blob, dict(settings(token), token_label="absent"))
+    assert (rc, out) == (1, b"")
+    assert "token 'absent' not found" in err
+
+
+def install_like_the_role(token, tmp_path):
+    """Lay keywrap out as roles/hsm does: the module_utils copies under a lib tree, the launcher."""
+    lib = tmp_path / "lib"
+    utils = lib / "ansible_collections" / "onprem" / "deepseek" / "plugins" / "module_utils"
+    utils.mkdir(parents=True)
+    for name in ("_pkcs11.py", "_pkcs11_wrap.py"):
+        shutil.copy(ROOT / "plugins" / "module_utils" / name, utils / name)
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env.filters["to_json"] = json.dumps
+    text = env.from_string((ROOT / "roles" / "hsm" / "templates" / "keywrap.j2").read_text()).render(
+        ansible_managed="test", hsm_python_venv=sys.prefix, __hsm_keywrap_lib=str(lib),
+        __hsm_module=token["module_path"], hsm_token_label=token["token_label"],
+        hsm_pin_file=token["pin_file"], __hsm_wrap_key_label=token["key_label"])
+    launcher = tmp_path / "keywrap"
+    launcher.write_text(text)
+    launcher.chmod(0o755)
+    return launcher, text
+
+
+@needs_softhsm
+def test_the_installed_launcher_round_trips_with_only_its_own_files(token, tmp_path):
+    launcher, text = install_like_the_role(token, tmp_path)
+    assert text.startswith("#!%s/bin/python -I\n" % sys.prefix)
+    assert USER_PIN not in text
+    env = dict(os.environ, PYTHONPATH="/nonexistent")
+    run = dict(capture_output=True, timeout=60, env=env, cwd=str(tmp_path))
+    wrapped = subprocess.run([str(launcher), "wrap", "--context", CTX], input=KEY, **run)
+    assert (wrapped.returncode, wrapped.stderr) == (0, b"")
+    assert json.loads(wrapped.stdout)["key_label"] == "disk-wrap"
+    back = subprocess.run([str(launcher), "unwrap", "--context", CTX], input=wrapped.stdout, **run)
+    assert (back.returncode, back.stdout, back.stderr) == (0, KEY, b"")
+    other = subprocess.run([str(launcher), "unwrap", "--context", "x"], input=wrapped.stdout, **run)
+    assert (other.returncode, other.stdout) == (1, b"")
+    assert other.stderr.startswith(b"keywrap: wrapped key belongs to context")
+    usage = subprocess.run([str(launcher), "unwrap"], input=b"", **run)
+    assert (usage.returncode, usage.stdout) == (2, b"")
