@@ -17,6 +17,9 @@ import xml.etree.ElementTree as ET
 PROC_DRIVER_VERSION = '/proc/driver/nvidia/version'
 FABRIC_MANAGER_UNIT = 'nvidia-fabricmanager'
 
+# Argument spec of the option documented by the onprem.deepseek.nvidia_smi doc fragment.
+NVIDIA_SMI_ARGUMENT_SPEC = dict(nvidia_smi_path=dict(type='str', default='nvidia-smi'))
+
 # Values nvidia-smi prints when a field does not apply or cannot be read.
 _ABSENT = frozenset((
     '', 'n/a', '[n/a]', 'not supported', '[not supported]', 'unknown error', '[unknown error]',

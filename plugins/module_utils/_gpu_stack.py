@@ -11,8 +11,8 @@ import re
 
 from ansible_collections.onprem.deepseek.plugins.module_utils._gpu import compare_versions, version_tuple
 
-# CUDA toolkit release -> minimum Linux x86_64 driver, from the table "CUDA Toolkit and
-# Corresponding Driver Versions" of NVIDIA's CUDA Toolkit release notes.
+# CUDA toolkit release -> minimum Linux x86_64 driver: "Table 3 CUDA Toolkit and Corresponding
+# Driver Versions" of NVIDIA's "CUDA Toolkit 13.2 Update 2 - Release Notes" (checked row by row).
 CUDA_TOOLKIT_MIN_DRIVER = {
     '12.0.0': '525.60.13',
     '12.0.1': '525.85.12',
@@ -39,18 +39,26 @@ CUDA_TOOLKIT_MIN_DRIVER = {
     '13.0.0': '580.65.06',
     '13.0.1': '580.82.07',
     '13.0.2': '580.95.05',
+    '13.1.0': '590.44.01',
+    '13.1.1': '590.48.01',
+    '13.2.0': '595.45.04',
+    '13.2.1': '595.58.03',
+    '13.2.2': '595.71.05',
 }
 
-# CUDA major -> minimum driver for CUDA minor version compatibility (same release notes,
-# "CUDA Toolkit and Minimum Required Driver Version for CUDA Minor Version Compatibility"):
-# an application built with any toolkit of that major runs on it, with the limits described there.
+# CUDA major -> minimum driver for CUDA minor version compatibility (same release notes, "Table 2
+# CUDA Toolkit and Minimum Required Driver Version for CUDA Minor Version Compatibility": 12.x
+# >= 525, 13.x >= 580; here the first release of each branch, 525.60.13 being CUDA 12.0 GA's and
+# 580.65.06 CUDA 13.0 GA's): an application built with any toolkit of that major runs on it, with
+# the limits described there.
 CUDA_MINOR_COMPAT_MIN_DRIVER = {
     '12': '525.60.13',
     '13': '580.65.06',
 }
 
-# From this branch on, NVIDIA's Debian/Ubuntu repositories name the Fabric Manager package
-# without the branch suffix (nvidia-fabricmanager); before it, nvidia-fabricmanager-<branch>.
+# From this branch on, NVIDIA's Debian/Ubuntu CUDA repositories name the Fabric Manager package
+# without the branch suffix (nvidia-fabricmanager_580.65.06-1_amd64.deb in debian12/x86_64); up to
+# R575 it is nvidia-fabricmanager-<branch> (nvidia-fabricmanager-575_575.57.08-1_amd64.deb).
 FABRICMANAGER_UNSUFFIXED_FROM_BRANCH = 580
 
 LOCK_KEYS = ('driver', 'fabricmanager', 'cuda', 'tensorrt', 'package_revision', 'cuda_compat')

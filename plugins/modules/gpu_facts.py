@@ -21,13 +21,8 @@ description:
     and says why in RV(gpu.reason).
 author:
   - onprem.deepseek contributors (!UNKNOWN)
-options:
-  nvidia_smi_path:
-    description:
-      - Name or absolute path of the C(nvidia-smi) program.
-      - A bare name is looked up in E(PATH) and the usual system directories.
-    type: str
-    default: nvidia-smi
+extends_documentation_fragment:
+  - onprem.deepseek.nvidia_smi
 attributes:
   check_mode:
     description: Can run in check mode and return changed status prediction without modifying target.
@@ -174,14 +169,12 @@ ansible_facts:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.onprem.deepseek.plugins.module_utils._gpu import collect_gpu_facts
+from ansible_collections.onprem.deepseek.plugins.module_utils._gpu import NVIDIA_SMI_ARGUMENT_SPEC, collect_gpu_facts
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            nvidia_smi_path=dict(type='str', default='nvidia-smi'),
-        ),
+        argument_spec=dict(NVIDIA_SMI_ARGUMENT_SPEC),
         supports_check_mode=True,
     )
     facts = collect_gpu_facts(module, module.params['nvidia_smi_path'])

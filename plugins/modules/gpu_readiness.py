@@ -20,12 +20,9 @@ description:
     systems the GPU fabric state and the Fabric Manager service."
 author:
   - onprem.deepseek contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - onprem.deepseek.nvidia_smi
 options:
-  nvidia_smi_path:
-    description:
-      - Name or absolute path of the C(nvidia-smi) program.
-    type: str
-    default: nvidia-smi
   expected_count:
     description:
       - Number of GPUs the node must have.
@@ -189,6 +186,7 @@ gpu:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.onprem.deepseek.plugins.module_utils._gpu import (
+    NVIDIA_SMI_ARGUMENT_SPEC,
     GpuError,
     collect_gpu_facts,
     evaluate_readiness,
@@ -204,7 +202,7 @@ POLICY_OPTIONS = (
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            nvidia_smi_path=dict(type='str', default='nvidia-smi'),
+            NVIDIA_SMI_ARGUMENT_SPEC,
             expected_count=dict(type='int'),
             expected_model=dict(type='str'),
             min_driver_version=dict(type='str'),

@@ -58,6 +58,13 @@ def test_cuda_needing_newer_driver_names_both_versions():
     assert result['problems'] == ['CUDA 12.4.1 needs driver 550.54.15 or newer; the lock has driver 535.161.08']
 
 
+def test_cuda_13_1_needs_the_r590_driver():
+    assert evaluate_lock({'driver': '590.48.01', 'cuda': '13.1.1'})['valid'] is True
+    result = evaluate_lock({'driver': '580.95.05', 'cuda': '13.1.0'})
+    assert result['problems'] == ['CUDA 13.1.0 needs driver 590.44.01 or newer; the lock has driver 580.95.05']
+    assert evaluate_lock({'driver': '580.95.05', 'cuda': '13.1.0', 'cuda_compat': 'minor'})['valid'] is True
+
+
 def test_minor_version_compatibility_lowers_the_minimum():
     result = evaluate_lock({'driver': '535.161.08', 'cuda': '12.4.1', 'cuda_compat': 'minor'})
     assert result['valid'] is True
@@ -119,6 +126,17 @@ def test_helpers():
     assert cuda_min_driver('12.8') == '570.26'
     assert cuda_min_driver('12.8.1') == '570.124.06'
     assert cuda_min_driver('11.8.0') is None
+    # Rows of Table 3 of the CUDA 13.2 Update 2 release notes, including the 13.1 and 13.2 releases.
+    assert cuda_min_driver('12.2.2') == '535.104.05'
+    assert cuda_min_driver('13.0.2') == '580.95.05'
+    assert cuda_min_driver('13.1') == '590.44.01'
+    assert cuda_min_driver('13.1.1') == '590.48.01'
+    assert cuda_min_driver('13.2.2') == '595.71.05'
+    assert cuda_min_driver('13.2.1', 'minor') == '580.65.06'
+    assert cuda_min_driver('12.9.1', 'minor') == '525.60.13'
     assert compare_versions('570.26', '570.26.0') == 0
     assert compare_versions('535.161.08', '535.104.05') == 1
     assert fabricmanager_package('570') == 'nvidia-fabricmanager-570'
+    assert fabricmanager_package('575') == 'nvidia-fabricmanager-575'
+    assert fabricmanager_package('580') == 'nvidia-fabricmanager'
+    assert fabricmanager_package('595') == 'nvidia-fabricmanager'
