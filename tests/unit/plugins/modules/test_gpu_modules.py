@@ -145,3 +145,16 @@ def test_gpu_readiness_rejects_negative_count(host, capsys):
     rc, out = run(gpu_readiness, {'nvidia_smi_path': str(REPLAY), 'expected_count': -1}, capsys)
     assert rc == 1
     assert out['msg'] == 'expected_count must be 0 or more'
+
+
+def test_both_modules_document_nvidia_smi_path_through_the_fragment():
+    import yaml
+    from ansible_collections.onprem.deepseek.plugins.doc_fragments.nvidia_smi import ModuleDocFragment
+
+    fragment = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)['options']
+    assert fragment['nvidia_smi_path']['default'] == _gpu.NVIDIA_SMI_ARGUMENT_SPEC['nvidia_smi_path']['default']
+    assert fragment['nvidia_smi_path']['type'] == _gpu.NVIDIA_SMI_ARGUMENT_SPEC['nvidia_smi_path']['type']
+    for module in (gpu_facts, gpu_readiness):
+        doc = yaml.safe_load(module.DOCUMENTATION)
+        assert doc['extends_documentation_fragment'] == ['onprem.deepseek.nvidia_smi']
+        assert 'nvidia_smi_path' not in (doc.get('options') or {})
