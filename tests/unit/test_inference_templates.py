@@ -338,3 +338,23 @@ def test_systemd_analyze_verify(tmp_path, template, extra):
     problems = [line for line in (result.stdout + result.stderr).splitlines()
                 if line.strip() and "deepseek-ray.service" not in line]
     assert problems == [], problems
+
+
+def test_docs_multi_node_example_matches_the_planner_and_templates():
+    text = (ROLE.parents[1] / "docs" / "inference.md").read_text()
+    section = text[text.index("## Multi-node (2 x 8 H100)"):]
+    block = section[section.index("```yaml") + len("```yaml"):]
+    inventory = yaml.safe_load(block[:block.index("```")])
+    nodes = inventory["all"]["children"]["inference_nodes"]["hosts"]
+    settings = inventory["all"]["vars"]
+    assert settings["inference_cluster_hosts"] == list(nodes) and len(nodes) == 2
+    hosts = {name: spec["ansible_host"] for name, spec in nodes.items()}
+    assert hosts == HOSTS
+    plan = plan_inference(settings["inference_model"], H100X2, {})
+    assert (plan["fits"], plan["tensor_parallel_size"], plan["pipeline_parallel_size"]) == (True, 8, 2)
+    assert plan_inference(settings["inference_model"], dict(H100X2, nodes=1), {})["fits"] is False
+    assert plan_inference(settings["inference_model"], H100X2, {"tensor_parallel_size": 16})["fits"] is True
+    assert "TP 8 x PP 2" in section and "inference_serial=100%" in section
+    options = config(render("vllm.yaml.j2", hardware=H100X2, model=settings["inference_model"],
+                            inference_cluster_hosts=settings["inference_cluster_hosts"]))
+    assert (options["tensor-parallel-size"], options["pipeline-parallel-size"]) == (8, 2)
