@@ -358,3 +358,12 @@ def test_docs_multi_node_example_matches_the_planner_and_templates():
     options = config(render("vllm.yaml.j2", hardware=H100X2, model=settings["inference_model"],
                             inference_cluster_hosts=settings["inference_cluster_hosts"]))
     assert (options["tensor-parallel-size"], options["pipeline-parallel-size"]) == (8, 2)
+
+
+def test_instance_environment_overrides_the_role_environment():
+    entries = unit(render("engine.service.j2", inference_device="cpu",
+                          inference_environment={"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "auto"},
+                          item={"name": "second", "port": 8001, "gpus": [], "environment": {"VLLM_CPU_OMP_THREADS_BIND": "1"}}))
+    env = environment(entries)
+    assert env["VLLM_CPU_OMP_THREADS_BIND"] == "1" and env["VLLM_CPU_KVCACHE_SPACE"] == "1"
+    assert entries[("Service", "Environment")].count('"VLLM_CPU_OMP_THREADS_BIND=1"') == 1
