@@ -103,7 +103,7 @@ def unit(text):
         if line.startswith("["):
             section = line.strip("[]")
             continue
-        key, _, value = line.partition("=")
+        key, value = line.split("=", 1)
         entries.setdefault((section, key), []).append(value)
     return entries
 
