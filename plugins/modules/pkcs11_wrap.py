@@ -84,6 +84,9 @@ attributes:
 notes:
   - Needs python-pkcs11 on the managed host, like M(onprem.deepseek.pkcs11_key).
   - The key is never returned. The PIN is never returned, logged or passed to another process.
+  - The same wrapping code runs on hosts as the C(keywrap) command that the onprem.deepseek.hsm role installs
+    (stdin to stdout, for the C(pkcs11_wrapped) key provider of the onprem.deepseek.storage_tiers role); a key
+    wrapped by either is unwrapped by the other when the context is the same.
 seealso:
   - module: onprem.deepseek.pkcs11_key
 """

@@ -207,3 +207,14 @@ def test_the_installed_launcher_round_trips_with_only_its_own_files(token, tmp_p
     assert other.stderr.startswith(b"keywrap: wrapped key belongs to context")
     usage = subprocess.run([str(launcher), "unwrap"], input=b"", **run)
     assert (usage.returncode, usage.stdout) == (2, b"")
+
+
+@needs_softhsm
+def test_the_module_opens_what_keywrap_wrapped(token):
+    blob = call(["wrap", "--context", CTX], KEY, settings(token))[1]
+    path, dest = token["dir"] / "hot.key.wrapped", token["dir"] / "hot.key"
+    path.write_bytes(blob)
+    result = w.ensure_wrapped(token["module_path"], "kwtest", USER_PIN, "disk-wrap", CTX, str(path), "unwrapped",
+                              dest=str(dest))
+    assert (result["changed"], result["created"], result["dest_changed"]) == (True, False, True)
+    assert dest.read_bytes() == KEY
