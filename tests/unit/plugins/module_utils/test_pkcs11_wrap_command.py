@@ -197,15 +197,15 @@ def test_the_installed_launcher_round_trips_with_only_its_own_files(token, tmp_p
     assert USER_PIN not in text
     env = dict(os.environ, PYTHONPATH="/nonexistent")
     run = dict(capture_output=True, timeout=60, env=env, cwd=str(tmp_path))
-    wrapped = subprocess.run([str(launcher), "wrap", "--context", CTX], input=KEY, **run)
+    wrapped = subprocess.run([str(launcher), "wrap", "--context", CTX], input=KEY, check=False, **run)
     assert (wrapped.returncode, wrapped.stderr) == (0, b"")
     assert json.loads(wrapped.stdout)["key_label"] == "disk-wrap"
-    back = subprocess.run([str(launcher), "unwrap", "--context", CTX], input=wrapped.stdout, **run)
+    back = subprocess.run([str(launcher), "unwrap", "--context", CTX], input=wrapped.stdout, check=False, **run)
     assert (back.returncode, back.stdout, back.stderr) == (0, KEY, b"")
-    other = subprocess.run([str(launcher), "unwrap", "--context", "x"], input=wrapped.stdout, **run)
+    other = subprocess.run([str(launcher), "unwrap", "--context", "x"], input=wrapped.stdout, check=False, **run)
     assert (other.returncode, other.stdout) == (1, b"")
     assert other.stderr.startswith(b"keywrap: wrapped key belongs to context")
-    usage = subprocess.run([str(launcher), "unwrap"], input=b"", **run)
+    usage = subprocess.run([str(launcher), "unwrap"], input=b"", check=False, **run)
     assert (usage.returncode, usage.stdout) == (2, b"")
 
 
