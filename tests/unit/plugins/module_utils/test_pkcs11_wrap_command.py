@@ -16,19 +16,16 @@ from pathlib import Path
 import jinja2
 import pytest
 
+import softhsm_tokens
+
 from ansible_collections.onprem.deepseek.plugins.module_utils import _pkcs11_wrap as w
 
 ROOT = Path(__file__).resolve().parents[4]
 USER_PIN = "Tst-Keywrap-Pin-27182"
 SO_PIN = "Tst-Keywrap-So-31415"
-LIB_CANDIDATES = (
-    "/usr/lib/softhsm/libsofthsm2.so",
-    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-    "/usr/lib64/pkcs11/libsofthsm2.so",
-)
-SOFTHSM_LIB = next((p for p in LIB_CANDIDATES if os.path.exists(p)), None)
+SOFTHSM_LIB = softhsm_tokens.SOFTHSM_LIB
 needs_softhsm = pytest.mark.skipif(
-    shutil.which("softhsm2-util") is None or SOFTHSM_LIB is None or not w.HAS_PKCS11,
+    not softhsm_tokens.AVAILABLE or not w.HAS_PKCS11,
     reason="SoftHSM2 or python-pkcs11 is not installed (tools/bootstrap installs both)")
 KEY = bytes(range(64))
 CTX = "onprem.deepseek.storage_tiers/hot"
@@ -95,13 +92,7 @@ def test_unwrap_refuses_a_terminal_before_touching_the_pin(tmp_path):
 
 @pytest.fixture
 def token(tmp_path, monkeypatch):
-    tokens = tmp_path / "tokens"
-    tokens.mkdir()
-    conf = tmp_path / "softhsm2.conf"
-    conf.write_text("directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n" % tokens)
-    monkeypatch.setenv("SOFTHSM2_CONF", str(conf))
-    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "kwtest",
-                    "--so-pin", SO_PIN, "--pin", USER_PIN], check=True, capture_output=True, timeout=60)
+    softhsm_tokens.init_tokens(tmp_path, monkeypatch, ["kwtest"], SO_PIN, USER_PIN)
     from ansible_collections.onprem.deepseek.plugins.module_utils._pkcs11 import build_spec, ensure_key
     for label in ("disk-wrap", "disk-other"):
         ensure_key(SOFTHSM_LIB, "kwtest", USER_PIN, build_spec({"label": label, "key_type": "aes"}), "present")

@@ -14,6 +14,8 @@ import subprocess
 
 import pytest
 
+import softhsm_tokens
+
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
@@ -31,17 +33,9 @@ USER_PIN = "Tst-Usr-Pin-58213"
 SO_PIN = "Tst-So-Pin-90417"
 WRONG_PIN = "Wrong-Pin-77324"
 PIN_ENV = "ONPREM_TEST_PKCS11_PIN"
-LIB_CANDIDATES = (
-    "/usr/lib/softhsm/libsofthsm2.so",
-    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-    "/usr/lib64/pkcs11/libsofthsm2.so",
-    "/usr/lib64/softhsm/libsofthsm2.so",
-)
-SOFTHSM_LIB = next((p for p in LIB_CANDIDATES if os.path.exists(p)), None)
+SOFTHSM_LIB = softhsm_tokens.SOFTHSM_LIB
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("softhsm2-util") is None or SOFTHSM_LIB is None,
-    reason="SoftHSM2 is not installed (tools/bootstrap installs softhsm2)")
+pytestmark = pytest.mark.skipif(not softhsm_tokens.AVAILABLE, reason=softhsm_tokens.MISSING)
 
 
 class Hsm(object):
@@ -58,15 +52,8 @@ class Hsm(object):
 
 @pytest.fixture
 def hsm(tmp_path, monkeypatch):
-    tokens = tmp_path / "tokens"
-    tokens.mkdir()
     h = Hsm(tmp_path)
-    h.conf.write_text("directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n" % tokens)
-    monkeypatch.setenv("SOFTHSM2_CONF", str(h.conf))
-    for label in ("deepseek-a", "deepseek-b"):
-        subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", label,
-                        "--so-pin", SO_PIN, "--pin", USER_PIN],
-                       check=True, capture_output=True, timeout=60)
+    h.conf = softhsm_tokens.init_tokens(tmp_path, monkeypatch, ["deepseek-a", "deepseek-b"], SO_PIN, USER_PIN)
     return h
 
 

@@ -5,12 +5,12 @@ The throwaway test PINs are passed as process arguments only to softhsm2-util in
 """
 import base64
 import json
-import os
-import shutil
 import stat
 import subprocess
 
 import pytest
+
+import softhsm_tokens
 
 from ansible.module_utils.testing import patch_module_args
 
@@ -18,14 +18,9 @@ from ansible_collections.onprem.deepseek.plugins.module_utils import _pkcs11_wra
 
 USER_PIN = "Tst-Wrap-Pin-31337"
 SO_PIN = "Tst-Wrap-So-64021"
-LIB_CANDIDATES = (
-    "/usr/lib/softhsm/libsofthsm2.so",
-    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-    "/usr/lib64/pkcs11/libsofthsm2.so",
-)
-SOFTHSM_LIB = next((p for p in LIB_CANDIDATES if os.path.exists(p)), None)
+SOFTHSM_LIB = softhsm_tokens.SOFTHSM_LIB
 needs_softhsm = pytest.mark.skipif(
-    shutil.which("softhsm2-util") is None or SOFTHSM_LIB is None or not w.HAS_PKCS11,
+    not softhsm_tokens.AVAILABLE or not w.HAS_PKCS11,
     reason="SoftHSM2 or python-pkcs11 is not installed (tools/bootstrap installs both)")
 
 
@@ -85,13 +80,7 @@ def test_write_private_sets_mode_before_content(tmp_path):
 
 @pytest.fixture
 def token(tmp_path, monkeypatch):
-    tokens = tmp_path / "tokens"
-    tokens.mkdir()
-    conf = tmp_path / "softhsm2.conf"
-    conf.write_text("directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n" % tokens)
-    monkeypatch.setenv("SOFTHSM2_CONF", str(conf))
-    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "wraptest",
-                    "--so-pin", SO_PIN, "--pin", USER_PIN], check=True, capture_output=True, timeout=60)
+    softhsm_tokens.init_tokens(tmp_path, monkeypatch, ["wraptest"], SO_PIN, USER_PIN)
     from ansible_collections.onprem.deepseek.plugins.module_utils._pkcs11 import build_spec, ensure_key
     for label, extractable, kind in (("luks-wrap", False, "aes"), ("luks-other", False, "aes"),
                                      ("loose", True, "aes"), ("pair", False, "ec")):
