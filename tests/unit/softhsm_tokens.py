@@ -11,6 +11,10 @@ import os
 import shutil
 import subprocess
 
+import pytest
+
+from ansible_collections.onprem.deepseek.plugins.module_utils._pkcs11 import HAS_PKCS11
+
 LIB_CANDIDATES = (
     "/usr/lib/softhsm/libsofthsm2.so",
     "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
@@ -20,6 +24,10 @@ LIB_CANDIDATES = (
 SOFTHSM_LIB = next((p for p in LIB_CANDIDATES if os.path.exists(p)), None)
 AVAILABLE = shutil.which("softhsm2-util") is not None and SOFTHSM_LIB is not None
 MISSING = "SoftHSM2 is not installed (tools/bootstrap installs softhsm2)"
+# For tests that go through the collection's python-pkcs11 code as well.
+needs_softhsm_and_pkcs11 = pytest.mark.skipif(
+    not AVAILABLE or not HAS_PKCS11,
+    reason="SoftHSM2 or python-pkcs11 is not installed (tools/bootstrap installs both)")
 
 
 def init_tokens(root, monkeypatch, labels, so_pin, user_pin):

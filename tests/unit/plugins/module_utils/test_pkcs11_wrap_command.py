@@ -24,9 +24,7 @@ ROOT = Path(__file__).resolve().parents[4]
 USER_PIN = "Tst-Keywrap-Pin-27182"
 SO_PIN = "Tst-Keywrap-So-31415"
 SOFTHSM_LIB = softhsm_tokens.SOFTHSM_LIB
-needs_softhsm = pytest.mark.skipif(
-    not softhsm_tokens.AVAILABLE or not w.HAS_PKCS11,
-    reason="SoftHSM2 or python-pkcs11 is not installed (tools/bootstrap installs both)")
+needs_softhsm = softhsm_tokens.needs_softhsm_and_pkcs11
 KEY = bytes(range(64))
 CTX = "onprem.deepseek.storage_tiers/hot"
 

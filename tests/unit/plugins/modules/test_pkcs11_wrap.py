@@ -19,9 +19,7 @@ from ansible_collections.onprem.deepseek.plugins.module_utils import _pkcs11_wra
 USER_PIN = "Tst-Wrap-Pin-31337"
 SO_PIN = "Tst-Wrap-So-64021"
 SOFTHSM_LIB = softhsm_tokens.SOFTHSM_LIB
-needs_softhsm = pytest.mark.skipif(
-    not softhsm_tokens.AVAILABLE or not w.HAS_PKCS11,
-    reason="SoftHSM2 or python-pkcs11 is not installed (tools/bootstrap installs both)")
+needs_softhsm = softhsm_tokens.needs_softhsm_and_pkcs11
 
 
 # -- pure part ------------------------------------------------------------------------------------
