@@ -26,7 +26,9 @@ SMI = '''#!/usr/bin/env python3
 """TEST STAND-IN for nvidia-smi {version} (onprem.deepseek molecule gpu_stack). Not NVIDIA software; reads no GPU.
 
 Replays the recorded capture named by NVIDIA_SMI_REPLAY or /etc/nvidia-smi-replay.path, reporting
-driver {version}: the version of the stand-in package that installed this file.
+driver {version}: the version of the stand-in package that installed this file. Where a (stand-in)
+kernel module is loaded and its version differs, it fails as the real one does after an upgrade
+without a reboot.
 """
 import os
 import re
@@ -36,6 +38,7 @@ import time
 VERSION = {version!r}
 PATH_FILE = '/etc/nvidia-smi-replay.path'
 LOG = '/var/log/onprem-stand-in-nvidia-smi.log'
+PROC_VERSION = '/proc/driver/nvidia/version'
 
 
 def main(argv):
@@ -49,6 +52,15 @@ def main(argv):
     if not path:
         print("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.")
         return 9
+    try:
+        with open(PROC_VERSION) as handle:
+            loaded = re.search(r'Kernel Module(?:\\s+for\\s+\\S+)?\\s+([0-9.]+)', handle.read())
+    except OSError:
+        loaded = None
+    if loaded and loaded.group(1) != VERSION:
+        print('Failed to initialize NVML: Driver/library version mismatch')
+        print('NVML library version: %s' % VERSION.rsplit('.', 1)[0])
+        return 18
     flags = set(argv)
     if not ({{'-q', '--query'}} & flags and {{'-x', '--xml-format'}} & flags):
         sys.stderr.write('nvidia-smi stand-in: only "-q -x" is replayed\\n')
