@@ -27,31 +27,6 @@ description:
   - The PIN is given in O(pin) or read on the managed host from O(pin_file). It is never returned, logged
     or passed to another process.
 options:
-  module_path:
-    description:
-      - Path of the PKCS#11 library on the managed host.
-      - SoftHSM2 is V(/usr/lib/softhsm/libsofthsm2.so) on Debian and Ubuntu and
-        V(/usr/lib64/pkcs11/libsofthsm2.so) on RHEL; Thales Luna uses for example
-        V(/usr/safenet/lunaclient/lib/libCryptoki2_64.so), Entrust nShield V(/opt/nfast/toolkits/pkcs11/libcknfast.so).
-    type: path
-    default: /usr/lib/softhsm/libsofthsm2.so
-  token_label:
-    description:
-      - Label of the token (C(CKA_LABEL) of the token, as C(softhsm2-util --show-slots) or
-        C(pkcs11-tool --list-slots) shows it). It must name exactly one initialised token.
-    type: str
-    required: true
-  pin:
-    description:
-      - User PIN of the token.
-      - Exactly one of O(pin) and O(pin_file) is required.
-    type: str
-  pin_file:
-    description:
-      - File on the managed host whose first line is the user PIN, so that the PIN does not travel in
-        the module arguments.
-      - Exactly one of O(pin) and O(pin_file) is required.
-    type: path
   label:
     description:
       - Label (C(CKA_LABEL)) of the key. It identifies the key and must be unique among the token's keys.
@@ -125,6 +100,7 @@ options:
     default: false
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - onprem.deepseek.pkcs11_token
 attributes:
   check_mode:
     support: full

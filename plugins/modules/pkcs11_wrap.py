@@ -23,22 +23,6 @@ description:
   - The wrapped file names the AES key (label and id) and a O(context), both authenticated, so a wrapped
     key cannot be used for another volume or under a replaced AES key.
 options:
-  module_path:
-    description: Path of the PKCS#11 library on the managed host.
-    type: path
-    default: /usr/lib/softhsm/libsofthsm2.so
-  token_label:
-    description: Label of the token that holds the AES key.
-    type: str
-    required: true
-  pin:
-    description:
-      - User PIN of the token. Exactly one of O(pin) and O(pin_file) is required.
-    type: str
-  pin_file:
-    description:
-      - File on the managed host whose first line is the user PIN. Exactly one of O(pin) and O(pin_file) is required.
-    type: path
   key_label:
     description:
       - Label of the AES key in the token (made with M(onprem.deepseek.pkcs11_key), O(onprem.deepseek.pkcs11_key#module:key_type=aes)).
@@ -71,6 +55,7 @@ options:
     type: path
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - onprem.deepseek.pkcs11_token
 attributes:
   check_mode:
     support: partial
