@@ -32,10 +32,25 @@ def test_artifact_holds_the_collection_and_leaves_development_files_out(installe
     with tarfile.open(artifact) as tar:
         names = tar.getnames()
     for wanted in ("MANIFEST.json", "README.md", "meta/runtime.yml", "playbooks/site.yml",
-                   "roles/baseline/meta/argument_specs.yml", "plugins/modules/gpu_facts.py"):
+                   "roles/baseline/meta/argument_specs.yml", "plugins/modules/gpu_facts.py",
+                   "tests/sanity/ignore-2.19.txt", "tests/unit/conftest.py"):
         assert wanted in names, wanted
-    for unwanted in ("tests/", "molecule/", "tools/", ".ci/", ".venv/", "dev"):
+    # Development tooling and everything of the sandbox stay out.
+    for unwanted in ("molecule/", "tools/", ".ci/", ".venv/", "dev", "inventories/", "docs/sandbox",
+                     "tests/integration/", "tests/sandbox/", "tests/sandbox_model/", "tests/fixtures/nvidia_repo/"):
         assert not any(n == unwanted.rstrip("/") or n.startswith(unwanted) for n in names), unwanted
+    assert not any("sandbox" in n for n in names if n.startswith(("roles/", "playbooks/", "meta/"))), \
+        [n for n in names if "sandbox" in n]
+
+
+def test_sanity_passes_on_the_installed_artifact(installed):
+    """tests/sanity ships, so ansible-test sanity runs on the artifact as an installer receives it."""
+    colls = installed[1]
+    env = dict(SANITY_SOURCE=str(colls / "ansible_collections/onprem/deepseek"))
+    proc = run([ROOT / "tools/sanity", "--test", "validate-modules", "--test", "compile", "--test", "ignores"],
+               env=env, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "sanity: passed" in proc.stdout
 
 
 def test_installed_collection_is_the_one_ansible_loads(installed, tmp_path):
