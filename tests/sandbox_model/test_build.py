@@ -139,12 +139,11 @@ def test_manifest_does_not_list_itself(tmp_path):
 
 
 def test_manifest_is_read_by_model_artifact(tmp_path):
-    pytest.importorskip("ansible")  # _artifact uses ansible.module_utils
     (tmp_path / "config.json").write_text("{}")
     (tmp_path / "model.safetensors").write_bytes(b"x" * 100)
     build.write_manifest(tmp_path, "deepseek-v3-tiny-sandbox", "v1")
     spec = importlib.util.spec_from_file_location(
-        "_onprem_artifact", str(ROOT / "plugins" / "module_utils" / "_artifact.py"))
+        "_onprem_artifact_manifest", str(ROOT / "plugins" / "module_utils" / "_artifact_manifest.py"))
     artifact = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(artifact)
     parsed = artifact.parse_manifest_json((tmp_path / "manifest.json").read_bytes(),

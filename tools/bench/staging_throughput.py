@@ -38,8 +38,9 @@ def _import_artifact():
     (tree / "ansible_collections" / "onprem").mkdir(parents=True)
     (tree / "ansible_collections" / "onprem" / "deepseek").symlink_to(root)
     sys.path.insert(0, str(tree))
-    from ansible_collections.onprem.deepseek.plugins.module_utils import _artifact
-    return _artifact, tree
+    from ansible_collections.onprem.deepseek.plugins.module_utils import (
+        _artifact_manifest, _artifact_source, _artifact_store)
+    return _artifact_manifest, _artifact_source, _artifact_store, tree
 
 
 def parse_size(text):
@@ -112,7 +113,7 @@ def main():
                         help="drop the source files from the page cache before every run")
     args = parser.parse_args()
 
-    artifact, tree = _import_artifact()
+    manifests, sources, stores, tree = _import_artifact()
     total = parse_size(args.size)
     fsync = not args.no_fsync
     work = Path(tempfile.mkdtemp(prefix="staging-bench-", dir=args.dir))
@@ -122,10 +123,10 @@ def main():
         nbytes = sum(f["size"] for f in files)
         dest = work / "dest"
         dest.mkdir()
-        store = artifact.ModelStore(str(dest), "bench-model")
+        store = stores.ModelStore(str(dest), "bench-model")
         raw = (vdir / "manifest.json").read_bytes()
-        manifest = artifact.parse_manifest_json(raw, "bench-model", "v1")
-        source = artifact.LocalSource(str(vdir))
+        manifest = manifests.parse_manifest_json(raw, "bench-model", "v1")
+        source = sources.LocalSource(str(vdir))
 
         plain, staged = [], []
         for i in range(args.repeat):
@@ -140,7 +141,7 @@ def main():
             if args.cold:
                 drop_cache_hint(vdir, files)
             t0 = time.perf_counter()
-            staging, _fetched, _n = artifact.stage_version(store, source, manifest, "v1", fsync=fsync)
+            staging, _fetched, _n = stores.stage_version(store, source, manifest, "v1", fsync=fsync)
             staged.append(time.perf_counter() - t0)
             shutil.rmtree(staging)
 

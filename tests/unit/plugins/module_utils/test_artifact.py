@@ -1,4 +1,4 @@
-"""Manifest parsing, path validation and the one-pass verified copy of _artifact."""
+"""Manifest parsing, path validation, sources and the one-pass verified copy (_artifact_*)."""
 import errno
 import hashlib
 import io
@@ -7,23 +7,26 @@ import os
 
 import pytest
 
-from ansible_collections.onprem.deepseek.plugins.module_utils import _artifact
-from ansible_collections.onprem.deepseek.plugins.module_utils._artifact import (
+from ansible_collections.onprem.deepseek.plugins.module_utils import _artifact_copy
+from ansible_collections.onprem.deepseek.plugins.module_utils._artifact_copy import stream_copy, verify_file
+from ansible_collections.onprem.deepseek.plugins.module_utils._artifact_manifest import (
     ArtifactError,
-    LocalSource,
-    HttpSource,
     ManifestEntry,
-    build_source,
-    dir_mode_for,
     parse_manifest_json,
-    parse_mode,
     parse_sha256sums,
-    plan_prune,
-    redact_url,
-    stream_copy,
     validate_component,
     validate_relpath,
-    verify_file,
+)
+from ansible_collections.onprem.deepseek.plugins.module_utils._artifact_source import (
+    HttpSource,
+    LocalSource,
+    build_source,
+    redact_url,
+)
+from ansible_collections.onprem.deepseek.plugins.module_utils._artifact_store import (
+    dir_mode_for,
+    parse_mode,
+    plan_prune,
 )
 
 SHA_ABC = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
@@ -209,7 +212,7 @@ def test_stream_copy_uses_source_length_when_manifest_has_no_size(tmp_path):
 
 def _full_disk_after(limit):
     written = {"n": 0}
-    real = _artifact.write_all
+    real = _artifact_copy.write_all
 
     def write_all(fd, data):
         if written["n"] + len(data) > limit:
@@ -220,7 +223,7 @@ def _full_disk_after(limit):
 
 
 def test_stream_copy_disk_full(tmp_path, monkeypatch):
-    monkeypatch.setattr(_artifact, "write_all", _full_disk_after(3000))
+    monkeypatch.setattr(_artifact_copy, "write_all", _full_disk_after(3000))
     data = _payload(10000)
     entry = ManifestEntry("shard-2.bin", 10000, hashlib.sha256(data).hexdigest())
     with pytest.raises(ArtifactError) as err:
@@ -231,7 +234,7 @@ def test_stream_copy_disk_full(tmp_path, monkeypatch):
 def test_stream_copy_other_write_error_is_not_called_disk_full(tmp_path, monkeypatch):
     def broken(fd, data):
         raise OSError(errno.EIO, "Input/output error")
-    monkeypatch.setattr(_artifact, "write_all", broken)
+    monkeypatch.setattr(_artifact_copy, "write_all", broken)
     entry = ManifestEntry("a", 3, SHA_ABC)
     with pytest.raises(ArtifactError) as err:
         stream_copy(io.BytesIO(b"abc"), str(tmp_path / "a"), entry, "/s")

@@ -8,7 +8,7 @@ from collections import namedtuple
 
 import pytest
 
-from ansible_collections.onprem.deepseek.plugins.module_utils import _artifact
+from ansible_collections.onprem.deepseek.plugins.module_utils import _artifact_copy, _artifact_source, _artifact_store
 from ansible_collections.onprem.deepseek.plugins.module_utils._artifact import ArtifactError, run
 
 Store = namedtuple("Store", "src dest")
@@ -156,7 +156,7 @@ def test_disk_full_while_writing_leaves_current(store, monkeypatch):
     run(params(store, "v1"))
     publish(store.src, "v2")
     written = {"n": 0}
-    real = _artifact.write_all
+    real = _artifact_copy.write_all
 
     def write_all(fd, data):
         if written["n"] + len(data) > 60000:
@@ -164,7 +164,7 @@ def test_disk_full_while_writing_leaves_current(store, monkeypatch):
         written["n"] += len(data)
         real(fd, data)
 
-    monkeypatch.setattr(_artifact, "write_all", write_all)
+    monkeypatch.setattr(_artifact_copy, "write_all", write_all)
     with pytest.raises(ArtifactError) as err:
         run(params(store, "v2"))
     assert str(err.value) == "file weights/model-00001-of-00002.safetensors: disk full while staging into %s" % (
@@ -176,9 +176,9 @@ def test_disk_full_while_writing_leaves_current(store, monkeypatch):
 def test_free_space_checked_before_fetching(store, monkeypatch):
     publish(store.src, "v1")
     Usage = namedtuple("Usage", "total used free")
-    monkeypatch.setattr(_artifact.shutil, "disk_usage", lambda path: Usage(10 ** 9, 10 ** 9 - 100000, 100000))
+    monkeypatch.setattr(_artifact_store.shutil, "disk_usage", lambda path: Usage(10 ** 9, 10 ** 9 - 100000, 100000))
     opened = []
-    monkeypatch.setattr(_artifact.LocalSource, "open", lambda self, rel: opened.append(rel))
+    monkeypatch.setattr(_artifact_source.LocalSource, "open", lambda self, rel: opened.append(rel))
     with pytest.raises(ArtifactError) as err:
         run(params(store, "v1", reserve_bytes=1024))
     assert str(err.value) == ("not enough free space in %s: need 121069 bytes (118.23 KB) for the files plus "

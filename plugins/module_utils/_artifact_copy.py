@@ -1,0 +1,197 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) onprem.deepseek contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The one-pass verified copy: each byte is read once, hashed and written (private to the collection)."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import http.client
+import os
+import queue
+import threading
+
+from ansible_collections.onprem.deepseek.plugins.module_utils._artifact_manifest import ArtifactError
+
+CHUNK_SIZE = 4 * 1024 * 1024
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def write_all(fd, data):
+    """Write the whole buffer; tests patch this to simulate a full disk."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _read_into(stream, buf):
+    readinto = getattr(stream, "readinto", None)
+    if readinto is not None:
+        return readinto(buf) or 0
+    data = stream.read(len(buf))
+    buf[:len(data)] = data
+    return len(data)
+
+
+_WRITEBACK_STEP = 32 * 1024 * 1024
+
+
+def _start_writeback(fd, offset, length):
+    """Start writing back what is already written, so the final fsync has little left to wait for.
+
+    On Linux POSIX_FADV_DONTNEED starts writeback of dirty pages in the range without waiting.
+    """
+    try:
+        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+    except (AttributeError, OSError):
+        pass
+
+
+class _Slot:
+    __slots__ = ("buf", "view", "free")
+
+    def __init__(self, size):
+        self.buf = bytearray(size)
+        self.view = memoryview(self.buf)
+        self.free = threading.Event()
+        self.free.set()
+
+
+class _Hasher:
+    """SHA-256 in a worker thread, so hashing one chunk overlaps reading and writing the next.
+
+    hashlib and os.write release the GIL for large buffers; this keeps staging near disk speed.
+    """
+
+    def __init__(self):
+        self.digest = hashlib.sha256()
+        self._todo = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="model-artifact-sha256", daemon=True)
+        self._thread.start()
+
+    def _loop(self):
+        while True:
+            item = self._todo.get()
+            if item is None:
+                return
+            view, slot = item
+            self.digest.update(view)
+            slot.free.set()
+
+    def update(self, view, slot):
+        self._todo.put((view, slot))
+
+    def close(self):
+        if self._thread is not None:
+            self._todo.put(None)
+            self._thread.join()
+            self._thread = None
+
+
+class _InlineHasher:
+    def __init__(self):
+        self.digest = hashlib.sha256()
+
+    def update(self, view, slot):
+        self.digest.update(view)
+        slot.free.set()
+
+    def close(self):
+        pass
+
+
+def stream_copy(stream, dest_path, entry, where, length=None, chunk_size=CHUNK_SIZE, fsync=True):
+    """Copy ``stream`` to ``dest_path`` hashing on the way; return the bytes written.
+
+    ``entry.size`` (or the source's own ``length`` when the manifest has no sizes) bounds the
+    read, so a truncated or oversized source is reported as such rather than as a bad hash.
+    """
+    expected = entry.size if entry.size is not None else length
+    small = expected is not None and expected <= chunk_size
+    slots = [_Slot(chunk_size) for _i in range(1 if small else 3)]
+    got = 0
+    parent = os.path.dirname(dest_path)
+    try:
+        os.makedirs(parent, mode=0o700, exist_ok=True)
+        fd = os.open(dest_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except OSError as exc:
+        if exc.errno in NO_SPACE:
+            raise ArtifactError("file %s: disk full while staging into %s" % (entry.path, where))
+        raise ArtifactError("file %s: cannot create %s: %s" % (entry.path, dest_path, exc.strerror or exc))
+    hasher = _InlineHasher() if small else _Hasher()
+    flushed = 0
+    try:
+        index = 0
+        while True:
+            slot = slots[index % len(slots)]
+            index += 1
+            slot.free.wait()
+            slot.free.clear()
+            try:
+                n = _read_into(stream, slot.view)
+            except http.client.IncompleteRead:
+                n = 0
+                if expected is None:
+                    raise ArtifactError("file %s: connection closed after %d bytes" % (entry.path, got))
+            except (OSError, http.client.HTTPException) as exc:
+                raise ArtifactError("file %s: read failed after %d bytes: %s" % (entry.path, got, exc))
+            if not n:
+                slot.free.set()
+                break
+            got += n
+            if expected is not None and got > expected:
+                raise ArtifactError("file %s: larger than expected (expected %d bytes, got at least %d)"
+                                    % (entry.path, expected, got))
+            chunk = slot.view[:n]
+            hasher.update(chunk, slot)
+            try:
+                write_all(fd, chunk)
+            except OSError as exc:
+                if exc.errno in NO_SPACE:
+                    raise ArtifactError("file %s: disk full while staging into %s" % (entry.path, where))
+                raise ArtifactError("file %s: write to %s failed: %s" % (entry.path, dest_path, exc.strerror or exc))
+            if fsync and got - flushed >= _WRITEBACK_STEP:
+                _start_writeback(fd, flushed, got - flushed)
+                flushed = got
+        hasher.close()
+        if expected is not None and got < expected:
+            raise ArtifactError("file %s: truncated (expected %d bytes, got %d)" % (entry.path, expected, got))
+        actual = hasher.digest.hexdigest()
+        if actual != entry.sha256:
+            raise ArtifactError("file %s: sha256 mismatch (expected %s, got %s)" % (entry.path, entry.sha256, actual))
+        if fsync:
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                if exc.errno in NO_SPACE:
+                    raise ArtifactError("file %s: disk full while staging into %s" % (entry.path, where))
+                raise ArtifactError("file %s: fsync of %s failed: %s" % (entry.path, dest_path, exc.strerror or exc))
+    finally:
+        hasher.close()
+        os.close(fd)
+    return got
+
+
+def verify_file(path, entry, chunk_size=CHUNK_SIZE):
+    """Re-hash a staged file; return None when it matches, else the reason naming the file."""
+    try:
+        size = os.lstat(path).st_size
+        if entry.size is not None and size != entry.size:
+            return "file %s: size %d, manifest says %d" % (entry.path, size, entry.size)
+        digest = hashlib.sha256()
+        buf = bytearray(chunk_size)
+        view = memoryview(buf)
+        with open(path, "rb", buffering=0) as handle:
+            while True:
+                n = handle.readinto(view)
+                if not n:
+                    break
+                digest.update(view[:n])
+    except OSError as exc:
+        return "file %s: %s" % (entry.path, exc.strerror or exc)
+    if digest.hexdigest() != entry.sha256:
+        return "file %s: sha256 mismatch (expected %s, got %s)" % (entry.path, entry.sha256, digest.hexdigest())
+    return None
