@@ -11,11 +11,11 @@ version_added: 0.1.0
 author:
   - onprem.deepseek contributors (!UNKNOWN)
 description:
-  - Decides, per tier, whether it is already V(present) (its XFS file system, LUKS container or array
-    exists: nothing is created or wiped), is skipped (V(skip): no device found and not required) or is
+  - "Decides, per tier, whether it is already V(present) (its XFS file system, LUKS container or array
+    exists, so nothing is created or wiped), is skipped (V(skip), no device found and not required) or is
     created (V(create)) from the devices M(onprem.deepseek.storage_devices) classified into it, and how:
     array path, LUKS mapping, mount point and the XFS stripe unit and width for the data disks of the
-    RAID level.
+    RAID level."
   - A tier to create that cannot be built from what was found gets an RV(_value[].error) that says why
     (too few devices for the RAID level or O(_input[].min_devices), several devices for a single disk).
   - Used by the C(storage_tiers) role, which applies the plan with built-in modules.
