@@ -11,6 +11,7 @@ task is skipped by tag); nothing on this machine is changed.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -39,3 +40,87 @@ def test_each_role_validates_its_arguments_alone(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     validated = re.findall(r'TASK \[onprem\.deepseek\.(\w+) : Validating arguments against arg spec', result.stdout)
     assert validated == ROLES
+
+
+
+# Inputs the argument spec accepts (it turns a string or a number into a one-item list when it checks
+# it) but the roles would misuse: each must stop the read-only preflight that check_inputs.yml runs on
+# every host, with a message naming the variable. One inventory host (on this machine) per group of
+# bad values; the checks of one role's assert are looped, so each bad value gets its own message.
+BAD_INPUTS = {
+    'baseline_1': ({'baseline_ntp_servers': '10.77.0.1', 'baseline_audit_extra_watches': ['etc/ssh'],
+                    'baseline_data_dir': 'srv/deepseek', 'baseline_service_user': 'Deep Seek',
+                    'baseline_sysctl_extra': {'x y': 1}},
+                   ['baseline_ntp_servers: "10.77.0.1" is not a list',
+                    'baseline_audit_extra_watches: ["etc/ssh"] is not a list of absolute paths',
+                    'baseline_data_dir: "srv/deepseek" is not an absolute path',
+                    'baseline_service_user: "Deep Seek" is not a user name',
+                    'baseline_sysctl_extra: {"x y": 1} is not a mapping of sysctl names']),
+    'baseline_2': ({'baseline_ntp_servers': 5, 'baseline_audit_extra_watches': '/etc/ssh',
+                    'baseline_key_dir': '/etc/deep seek', 'baseline_sysctl_extra': {'vm.dirty_ratio': '5\nkernel.panic=1'}},
+                   ['baseline_ntp_servers: 5 is not a list',
+                    'baseline_audit_extra_watches: "/etc/ssh" is not a list',
+                    'baseline_key_dir: "/etc/deep seek" is not an absolute path',
+                    'baseline_sysctl_extra: {"vm.dirty_ratio": "5\\nkernel.panic=1"} is not a mapping']),
+    # A newline would add a chrony directive.
+    'baseline_3': ({'baseline_ntp_servers': ['10.77.0.1\nallow all']}, ['baseline_ntp_servers: ["10.77.0.1\\nallow all"] is not']),
+    'preflight_1': ({'preflight_free_disk_paths': '/var', 'preflight_pci_devices_path': 'sys/bus/pci',
+                     'preflight_min_kernel': 'five'},
+                    ['preflight_free_disk_paths: "/var" is not a non-empty list of absolute paths',
+                     'preflight_pci_devices_path: "sys/bus/pci" is not an absolute path',
+                     'preflight_min_kernel: "five" is not a kernel version']),
+    'preflight_2': ({'preflight_free_disk_paths': ['/', 'var']}, ['preflight_free_disk_paths: ["/", "var"] is not']),
+    # A host without GPUs checks the repository URLs too (issue 16: they passed there).
+    'nvidia_driver_1': ({'nvidia_driver_repo_url': 'not-a-url'},
+                        ['nvidia_driver_repo_url: "not-a-url" is not an http:// or https:// URL']),
+    'nvidia_driver_2': ({'nvidia_driver_repo_url': 'http://10.77.0.1/nvidia', 'nvidia_driver_repo_key_url': 'ftp://mirror/key.pub'},
+                        ['nvidia_driver_repo_key_url: "ftp://mirror/key.pub" is not an http:// or https:// URL']),
+    'nvidia_driver_3': ({'nvidia_driver_readiness': {'min_memory': 1}},
+                        ['nvidia_driver_readiness: {"min_memory": 1} is not a mapping of']),
+}
+# The other side of each check: values that must pass.
+GOOD_INPUTS = {
+    'defaults': {},
+    'good_values': {'baseline_ntp_servers': ['10.77.0.1', 'ntp1.example.org', 'fd00::1'],
+                    'baseline_audit_extra_watches': ['/etc/ssh/sshd_config'],
+                    'baseline_sysctl_extra': {'net.ipv4.tcp_rmem': '4096 87380 16777216', 'kernel/panic': 10},
+                    'preflight_free_disk_paths': ['/'], 'preflight_min_kernel': '5.15.0',
+                    'nvidia_driver_readiness': {'min_memory_mib': 1, 'require_ecc': True},
+                    'nvidia_driver_repo_url': 'http://10.77.0.1:8080/artifacts/nvidia/cuda/debian12/x86_64',
+                    'nvidia_driver_repo_key_url': 'https://mirror.example.org/key.pub'},
+    'mirror_set': {'site_mirror_artifact_url': 'http://10.77.0.1:8080/artifacts'},
+}
+
+
+@pytest.mark.skipif(not PLAYBOOK.exists() and not shutil.which('ansible-playbook'), reason='needs ansible-playbook')
+def test_preflight_refuses_values_the_spec_lets_through(tmp_path):
+    local = {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable}
+    hosts = {name: dict(case[0], **local) for name, case in BAD_INPUTS.items()}
+    hosts.update({name: dict(case, **local) for name, case in GOOD_INPUTS.items()})
+    (tmp_path / 'hosts.json').write_text(json.dumps({'all': {'hosts': hosts}}))
+    # The role a host's bad values belong to runs first on it: the first failure ends the host.
+    (tmp_path / 'preflight.yml').write_text(
+        '---\n- name: The read-only preflight phases, as check_inputs.yml runs them\n  hosts: all\n'
+        '  gather_facts: true\n  gather_subset: [min, virtual]\n  tasks:\n'
+        '    - name: Run a role preflight\n      ansible.builtin.include_role:\n'
+        '        name: "onprem.deepseek.{{ __role }}"\n        tasks_from: preflight.yml\n'
+        '      loop: "{{ [inventory_hostname[:-2]] if inventory_hostname[:-2] in __roles else __roles }}"\n'
+        '      loop_control:\n        loop_var: __role\n'
+        '      vars:\n        __roles: [baseline, preflight, nvidia_driver]\n')
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg'), ANSIBLE_STDOUT_CALLBACK='ansible.builtin.json',
+               ANSIBLE_NOCOLOR='1', ANSIBLE_FORCE_COLOR='0')
+    result = subprocess.run(
+        [str(PLAYBOOK) if PLAYBOOK.exists() else 'ansible-playbook', '-i', 'hosts.json', '--check', 'preflight.yml'],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
+    report = json.loads(result.stdout)
+    failures = {}
+    for task in report['plays'][0]['tasks']:
+        for host, res in task['hosts'].items():
+            if res.get('failed'):
+                failures[host] = failures.get(host, '') + ' | '.join(
+                    [str(res.get('msg', ''))] + [str(r.get('msg', '')) for r in res.get('results', []) if r.get('failed')])
+    missing = [(name, message, failures.get(name)) for name, (_values, messages) in BAD_INPUTS.items()
+               for message in messages if message not in failures.get(name, '')]
+    assert not missing, (missing, result.stderr[-2000:])
+    assert not set(GOOD_INPUTS) & set(failures), failures
+    assert all(report['stats'][name]['ok'] > 0 and report['stats'][name]['changed'] == 0 for name in GOOD_INPUTS)
