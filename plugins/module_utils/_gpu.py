@@ -263,6 +263,7 @@ def _parse_gpu(index, gpu):
         'power_limit_w': power_limit,
         'pcie_link_gen_current': _num(link, 'pcie_gen/current_link_gen'),
         'pcie_link_gen_max': _num(link, 'pcie_gen/max_link_gen'),
+        'pcie_link_gen_device_max': _num(link, 'pcie_gen/max_device_link_gen'),
         'pcie_link_width_current': _num(link, 'link_widths/current_link_width'),
         'pcie_link_width_max': _num(link, 'link_widths/max_link_width'),
         'mig_enabled': _bool(gpu, 'mig_mode/current_mig'),
@@ -425,6 +426,13 @@ def _pcie_check(gpu, allow_degraded):
     pstate = gpu['performance_state']
     busy = (util is not None and util > 0) or pstate == 'P0'
     problems = []
+    # max_link_gen is what GPU and host together allow, max_device_link_gen what the GPU alone
+    # can do. Both are capabilities, not the link's current state, so a host or slot that caps
+    # the GPU shows at idle too, when the current generation says nothing (idle links downshift).
+    gen_device = gpu.get('pcie_link_gen_device_max')
+    if gen_device is not None and gen_max < gen_device:
+        link += '; GPU capable of gen %s' % gen_device
+        problems.append('host or slot allows gen %s only, below the GPU\'s gen %s' % (gen_max, gen_device))
     if width < width_max:
         problems.append('link width x%s below x%s' % (width, width_max))
     if gen < gen_max:

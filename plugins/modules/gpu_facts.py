@@ -145,6 +145,7 @@ gpu:
           power_limit_w: 700.0
           pcie_link_gen_current: 5
           pcie_link_gen_max: 5
+          pcie_link_gen_device_max: 5
           pcie_link_width_current: 16
           pcie_link_width_max: 16
           mig_enabled: false

@@ -90,7 +90,9 @@ attributes:
 notes:
   - PCIe policy. A link width below the maximum always fails (unless O(allow_degraded_pcie)). A link generation
     below the maximum fails only while the GPU is busy (utilization above 0% or performance state P0), because idle
-    links downshift their generation to save power; an idle downshift passes and the check detail says so.
+    links downshift their generation to save power; an idle downshift passes and the check detail says so. A host or
+    slot that caps the link below the GPU's own maximum generation fails whether the GPU is busy or idle, because
+    both maximums are capabilities that do not change with load.
   - The Fabric Manager check fails when C(systemctl) cannot tell the service state, for example in a container.
   - Row remapping (Ampere and later) and page retirement (older GPUs) are reported as not available while MIG is
     enabled on some drivers; the C(memory_repair) check then passes and says so.

@@ -425,3 +425,122 @@ def test_failure_message_lists_every_failed_check():
 def test_unknown_policy_key_is_rejected():
     with pytest.raises(GpuError, match='unknown readiness policy key: bogus'):
         evaluate_readiness({'gpus': []}, {'bogus': 1})
+
+
+# ---------------------------------------------------------------- faults each check must see
+# Each case below failed to fail on a plausible bug (a mutation probe of this module), so each
+# names the bug it guards against.
+
+def test_more_gpus_than_expected_fails():
+    # 8 GPUs where 7 are expected is a wrong inventory or a wrong node, not "enough".
+    result = evaluate_readiness(facts_for('h100-sxm-8gpu.xml'), dict(H100_POLICY, expected_count=7))
+    assert failed(result) == [('gpu_count', None)]
+    assert check(result, 'gpu_count', None)['detail'] == 'found 8 GPU(s), expected 7'
+
+
+def test_idle_narrow_link_width_fails():
+    # Idle (P8, 0 %): the generation downshift is accepted, the x8 width is not.
+    facts = facts_for('l40s-fault-pcie-width-idle.xml')
+    facts['kernel_module_version'] = '550.127.05'
+    result = evaluate_readiness(facts, {'expected_count': 1})
+    assert failed(result) == [('pcie_link', 0)]
+    assert check(result, 'pcie_link', 0)['detail'].endswith(': link width x8 below x16')
+
+
+def test_host_capped_generation_fails_while_idle():
+    # A gen 5 GPU in a gen 4 host: the current generation (1, idle) tells nothing, the maximums do.
+    facts = facts_for('h100-pcie-fault-gen4-host-idle.xml')
+    assert facts['gpus'][0]['pcie_link_gen_device_max'] == 5
+    result = evaluate_readiness(facts, {'require_kernel_module_match': False})
+    assert failed(result) == [('pcie_link', 0)]
+    assert check(result, 'pcie_link', 0)['detail'] == (
+        "gen 1 x16 (max gen 4 x16); GPU capable of gen 5; generation below max is accepted while idle (P8, util 0%): "
+        "idle links downshift to save power: host or slot allows gen 4 only, below the GPU's gen 5")
+    accepted = evaluate_readiness(facts, {'require_kernel_module_match': False, 'allow_degraded_pcie': True})
+    assert accepted['ready'] is True
+
+
+def test_link_at_device_maximum_passes_without_capability_note():
+    gpu = facts_for('h100-pcie.xml')['gpus'][0]
+    assert gpu['pcie_link_gen_device_max'] == 5
+    result = evaluate_readiness(facts_for('h100-pcie.xml'), {'require_kernel_module_match': False})
+    assert check(result, 'pcie_link', 0) == {
+        'name': 'pcie_link', 'gpu': 0, 'passed': True, 'detail': 'gen 5 x16 (max gen 5 x16)'}
+
+
+@pytest.mark.parametrize('util, pstate, busy', [
+    (0, 'P8', False),   # idle: downshift accepted
+    (1, 'P8', True),    # any utilization counts as busy
+    (None, 'P8', False),
+    (None, 'P0', True),  # P0 alone counts as busy (MIG reports no utilization)
+])
+def test_busy_boundary_for_generation_downshift(util, pstate, busy):
+    facts = facts_for('l40s.xml')
+    facts['kernel_module_version'] = '550.127.05'
+    facts['gpus'][0].update(utilization_gpu_pct=util, performance_state=pstate)
+    result = evaluate_readiness(facts, {})
+    assert check(result, 'pcie_link', 0)['passed'] is not busy
+
+
+def test_unknown_ecc_state_fails_when_ecc_required():
+    facts = facts_for('h100-pcie.xml')
+    facts['gpus'][0]['ecc_enabled'] = None  # nvidia-smi printed N/A
+    result = evaluate_readiness(facts, {'require_kernel_module_match': False})
+    assert failed(result) == [('ecc', 0)]
+    assert check(result, 'ecc', 0)['detail'] == 'ECC not supported or not reported (required)'
+    result = evaluate_readiness(facts, {'require_kernel_module_match': False, 'require_ecc': False})
+    assert check(result, 'ecc', 0)['passed'] is True
+
+
+def test_disabled_ecc_fails_when_required():
+    facts = facts_for('h100-pcie.xml')
+    facts['gpus'][0]['ecc_enabled'] = False
+    result = evaluate_readiness(facts, {'require_kernel_module_match': False})
+    assert check(result, 'ecc', 0)['detail'] == 'ECC disabled (required)'
+
+
+def test_channel_and_tpc_repair_pending_fail():
+    facts = facts_for('h200-sxm-8gpu-fault-repair-pending.xml', proc=PROC_590_OPEN)
+    assert [g['memory_repair_pending'] for g in facts['gpus']] == [False, False, True, False, False, True,
+                                                                   False, False]
+    result = evaluate_readiness(facts, {'expected_count': 8})
+    assert failed(result) == [('memory_repair', 2), ('memory_repair', 5)]
+    assert check(result, 'memory_repair', 2)['detail'].startswith('channel or TPC repair pending (reset the GPU): ')
+
+
+def test_repair_pending_without_row_or_page_data_fails():
+    facts = facts_for('h100-pcie.xml')
+    gpu = facts['gpus'][0]
+    gpu.update(remapped_rows=None, retired_pages=None, memory_repair_pending=True)
+    result = evaluate_readiness(facts, {'require_kernel_module_match': False})
+    assert check(result, 'memory_repair', 0) == {
+        'name': 'memory_repair', 'gpu': 0, 'passed': False,
+        'detail': 'channel or TPC repair pending (reset the GPU)'}
+
+
+def test_fabric_completed_with_error_status_fails():
+    result = evaluate_readiness(facts_for('h100-sxm-8gpu-fault-fabric-status.xml'), H100_POLICY)
+    assert failed(result) == [('fabric', 1), ('fabric', 6)]
+    assert check(result, 'fabric', 1)['detail'] == (
+        'fabric state Completed, status Insufficient Resources (need Completed / Success)')
+    # "Unknown Error" is one of nvidia-smi's absent values: reported as unknown, still a failure
+    assert check(result, 'fabric', 6)['detail'] == 'fabric state Completed, status unknown (need Completed / Success)'
+
+
+@pytest.mark.parametrize('minimum, ok', [('535.161.08', True), ('535.161.09', False), ('535.161', True)])
+def test_min_driver_version_boundary(minimum, ok):
+    result = evaluate_readiness(facts_for('h100-sxm-8gpu.xml'), dict(H100_POLICY, min_driver_version=minimum))
+    assert check(result, 'driver_version', None)['passed'] is ok
+
+
+@pytest.mark.parametrize('minimum, ok', [(81559, True), (81560, False)])
+def test_min_memory_boundary(minimum, ok):
+    result = evaluate_readiness(facts_for('h100-sxm-8gpu.xml'), dict(H100_POLICY, min_memory_mib=minimum))
+    assert check(result, 'memory', 0)['passed'] is ok
+
+
+@pytest.mark.parametrize('maximum, ok', [(31, True), (30, False)])
+def test_max_temperature_boundary(maximum, ok):
+    # GPU 0 of the H100 capture reads 31 C
+    result = evaluate_readiness(facts_for('h100-sxm-8gpu.xml'), dict(H100_POLICY, max_temperature_c=maximum))
+    assert check(result, 'temperature', 0)['passed'] is ok
