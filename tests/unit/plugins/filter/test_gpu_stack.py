@@ -140,3 +140,43 @@ def test_helpers():
     assert fabricmanager_package('575') == 'nvidia-fabricmanager-575'
     assert fabricmanager_package('580') == 'nvidia-fabricmanager'
     assert fabricmanager_package('595') == 'nvidia-fabricmanager'
+
+
+@pytest.mark.parametrize('driver, valid', [
+    ('570.26', False),      # 12.8.0's minimum; as strings '570.26' > '570.124.06'
+    ('570.124.05', False),
+    ('570.124.06', True),   # the table's minimum for 12.8.1 is enough
+    ('575.51.03', True),
+])
+def test_cuda_minimum_driver_is_compared_numerically(driver, valid):
+    result = evaluate_lock({'driver': driver, 'cuda': '12.8.1'})
+    assert result['valid'] is valid
+    if not valid:
+        assert result['problems'] == [
+            'CUDA 12.8.1 needs driver 570.124.06 or newer; the lock has driver %s' % driver]
+
+
+@pytest.mark.parametrize('tensorrt_cuda, problem', [
+    ('12.4', None),      # built for the lock's own CUDA minor
+    ('12.3', None),      # an older minor of the same major
+    ('12.5', "TensorRT 10.0.1.6-1+cuda12.5 is built for CUDA 12.5, newer than the lock's CUDA 12.4.1"),
+])
+def test_tensorrt_cuda_minor_boundary(tensorrt_cuda, problem):
+    result = evaluate_lock({'driver': '550.54.15', 'cuda': '12.4.1', 'tensorrt': '10.0.1.6-1+cuda' + tensorrt_cuda})
+    assert [p for p in result['problems'] if 'newer than' in p] == ([problem] if problem else [])
+
+
+@pytest.mark.parametrize('driver, problems', [
+    ('555.42.01', ['CUDA 12.5.0 needs driver 555.42.02 or newer; the lock has driver 555.42.01',
+                   'TensorRT 10.3.0.26-1+cuda12.5 (built for CUDA 12.5) needs driver 555.42.02 or newer; '
+                   'the lock has driver 555.42.01']),
+    ('555.42.02', []),
+])
+def test_tensorrt_minimum_driver_boundary(driver, problems):
+    result = evaluate_lock({'driver': driver, 'cuda': '12.5.0', 'tensorrt': '10.3.0.26-1+cuda12.5'})
+    assert result['problems'] == problems
+
+
+def test_fabricmanager_package_name_changes_at_r580():
+    assert fabricmanager_package('579') == 'nvidia-fabricmanager-579'
+    assert fabricmanager_package('580') == 'nvidia-fabricmanager'
