@@ -246,3 +246,28 @@ def test_read_pin_file(tmp_path):
 def test_scrub():
     assert p11.scrub("login failed for PIN 4711-x", "4711-x") == "login failed for PIN ********"
     assert p11.scrub("nothing", None) == "nothing"
+
+
+# -- attributes the token did not report ----------------------------------------------------------
+# A token that leaves CKA_SENSITIVE or CKA_EXTRACTABLE unreadable proves nothing about the key:
+# "unknown" must count as "not what was asked for", never as a pass.
+
+def test_unknown_extractability_is_a_problem():
+    problems = p11.key_problems(facts(attributes={"extractable": None}), spec(key_type="ec"))
+    assert problems == ["it is extractable (CKA_EXTRACTABLE=unknown); it may already have been exported, "
+                        "so it cannot stand in for a non-extractable key"]
+
+
+def test_unknown_sensitivity_is_a_problem():
+    problems = p11.key_problems(facts(attributes={"sensitive": None}), spec(key_type="ec"))
+    assert problems == ["it is not sensitive (CKA_SENSITIVE=unknown)"]
+
+
+def test_unknown_history_attributes_are_not_problems():
+    # CKA_NEVER_EXTRACTABLE / CKA_ALWAYS_SENSITIVE unreadable: only an explicit false is evidence.
+    existing = facts(attributes={"never_extractable": None, "always_sensitive": None})
+    assert p11.key_problems(existing, spec(key_type="ec")) == []
+
+
+def test_extractable_key_asked_for_and_unknown_is_accepted():
+    assert p11.key_problems(facts(attributes={"extractable": None}), spec(key_type="ec", extractable=True)) == []

@@ -74,6 +74,32 @@ def test_write_private_sets_mode_before_content(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["k"]
 
 
+class TokenStandIn:
+    """Stands in for _pkcs11.Token: one AES key whose CKA_EXTRACTABLE reads as given."""
+
+    token_label = "standin"
+
+    def __init__(self, extractable):
+        self.extractable = extractable
+
+    def find_objects(self, label):
+        return {"private": [], "public": [], "secret": ["aes-key-handle"]}
+
+    def describe(self, label):
+        return {"type": "aes", "id": "0a", "attributes": {"extractable": self.extractable}}
+
+
+@pytest.mark.parametrize("extractable", [True, None])
+def test_aes_key_that_is_or_may_be_extractable_is_refused(extractable):
+    # None: the token did not say; a wrapping key must be known not to leave the token.
+    with pytest.raises(w.WrapError, match="is extractable; a key that can leave the token"):
+        w._aes_key(TokenStandIn(extractable), "luks-wrap")
+
+
+def test_aes_key_known_not_extractable_is_used():
+    assert w._aes_key(TokenStandIn(False), "luks-wrap")[0] == "aes-key-handle"
+
+
 # -- against SoftHSM2 -----------------------------------------------------------------------------
 
 @pytest.fixture
