@@ -28,14 +28,24 @@ def test_new_key_format_and_id():
     assert s.key_id_of(key) == key_id
 
 
+def test_secret_may_contain_underscore_and_dash():
+    # 0xff / 0xfb bytes encode to "_" / "-" in URL-safe base64.
+    key, key_id = s.new_key("dsk", lambda count: b"\xff\xfb" * (count // 2))
+    secret = key.split("_", 2)[2]
+    assert "_" in secret and "-" in secret and len(secret) == 43
+    assert key == "dsk_%s_%s" % (key_id, secret)
+    assert s.key_id_of(key) == key_id
+    assert s.verify_key(key, s.hash_key(key, FIXED_SALT))
+
+
 def test_hash_is_salted_scrypt_and_verifies():
     key, key_id = s.new_key("dsk", counting_bytes())
     stored = s.hash_key(key, FIXED_SALT)
     assert stored.startswith("scrypt$16384$8$1$010101010101$AAECAwQFBgcICQoLDA0ODw==$")
-    assert key not in stored and key.split("_")[2] not in stored
+    assert key not in stored and key.split("_", 2)[2] not in stored
     assert s.verify_key(key, stored)
     assert not s.verify_key(key[:-1] + ("A" if key[-1] != "A" else "B"), stored)
-    assert not s.verify_key("dsk_ffffffffffff_" + key.split("_")[2], stored)
+    assert not s.verify_key("dsk_ffffffffffff_" + key.split("_", 2)[2], stored)
     assert not s.verify_key("garbage", stored)
     # Another salt, another hash for the same key.
     assert s.hash_key(key) != s.hash_key(key)
@@ -84,7 +94,10 @@ def test_module_generates_once_and_never_returns_the_key(tmp_path, capsys):
     rc, res = run_main(capsys, {"output_path": str(out), "prefix": "gw"})
     key = out.read_text().strip()
     assert rc == 0 and res["changed"] and key.startswith("gw_" + res["key_id"] + "_")
-    assert key not in json.dumps(res) and key.split("_")[2] not in json.dumps(res)
+    # The secret is URL-safe base64 and may itself contain "_": split off prefix and key id only.
+    secret = key.split("_", 2)[2]
+    assert len(secret) == 43
+    assert key not in json.dumps(res) and secret not in json.dumps(res)
     assert s.verify_key(key, res["hash"])
 
     rc, again = run_main(capsys, {"output_path": str(out), "stored_hash": res["hash"] + "\n"})
