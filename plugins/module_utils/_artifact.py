@@ -78,6 +78,9 @@ def ensure_present(params, check_mode=False, opener=None):
     uid, gid = resolve_ids(params.get("owner"), params.get("group"))
     reserve = params.get("reserve_bytes") or 0
     chunk_size = params.get("chunk_size") or CHUNK_SIZE
+    workers = params.get("workers")
+    if workers is not None and workers < 1:
+        raise ArtifactError("workers must be 1 or more (omit it for one per CPU)")
 
     source = build_source(params["source"], name, version, request_kwargs(params), opener=opener)
     fmt, raw = source.read_manifest()
@@ -140,7 +143,7 @@ def ensure_present(params, check_mode=False, opener=None):
         if need_stage:
             staging, fetched, total = stage_version(store, source, manifest, version, file_mode, uid, gid,
                                                     chunk_size=chunk_size, fsync=params.get("fsync", True),
-                                                    sizes=sizes)
+                                                    sizes=sizes, workers=workers)
             try:
                 install_staged(store, staging, version)
             except OSError as exc:

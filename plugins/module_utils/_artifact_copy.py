@@ -2,7 +2,13 @@
 # Copyright (c) onprem.deepseek contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""The one-pass verified copy: each byte is read once, hashed and written (private to the collection)."""
+"""The one-pass verified copy: each byte is read once, hashed and written (private to the collection).
+
+``stream_copy`` copies one file: the calling thread reads a chunk and writes it while a hasher
+thread digests it, over three rotating buffers. ``run_each`` runs such copies for several files
+at once on a bounded pool of threads: SHA-256 of one file cannot be split, but hashlib and the
+read/write system calls release the GIL, so files copied side by side use several cores.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +23,72 @@ from ansible_collections.onprem.deepseek.plugins.module_utils._artifact_manifest
 
 CHUNK_SIZE = 4 * 1024 * 1024
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+# Past this many files at once the disks are saturated; each copy holds three chunk buffers.
+MAX_WORKERS = 16
+
+
+class Cancelled(Exception):
+    """Another file of the same staging failed: this copy stops before its next chunk."""
+
+
+def default_workers():
+    """One file per CPU the process may run on (its cpuset), at most MAX_WORKERS."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, MAX_WORKERS))
+
+
+def run_each(func, items, workers):
+    """Call ``func(item, cancelled)`` for every item, at most ``workers`` at once, starting in order.
+
+    Returns the results in item order. The first failure sets ``cancelled``: running calls stop
+    before their next chunk (raising ``Cancelled``) and no further item starts. The failure is
+    re-raised only after every thread has ended, so the caller can then remove what they wrote.
+    """
+    items = list(items)
+    results = [None] * len(items)
+    cancelled = threading.Event()
+    if workers <= 1 or len(items) <= 1:
+        for index, item in enumerate(items):
+            results[index] = func(item, cancelled)
+        return results
+    todo = queue.Queue()
+    for pair in enumerate(items):
+        todo.put(pair)
+    errors = []
+
+    def work():
+        while not cancelled.is_set():
+            try:
+                index, item = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                results[index] = func(item, cancelled)
+            except Cancelled:
+                return
+            except BaseException as exc:  # pylint: disable=broad-exception-caught
+                # handed over to the calling thread, which re-raises it
+                errors.append(exc)
+                cancelled.set()
+                return
+
+    threads = [threading.Thread(target=work, name="model-artifact-copy-%d" % number, daemon=True)
+               for number in range(min(workers, len(items)))]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            thread.join()
+    finally:
+        cancelled.set()
+        for thread in threads:
+            thread.join()
+    if errors:
+        raise errors[0]
+    return results
 
 
 def write_all(fd, data):
@@ -103,11 +175,13 @@ class _InlineHasher:
         pass
 
 
-def stream_copy(stream, dest_path, entry, where, length=None, chunk_size=CHUNK_SIZE, fsync=True):
+def stream_copy(stream, dest_path, entry, where, length=None, chunk_size=CHUNK_SIZE, fsync=True,
+                cancelled=None):
     """Copy ``stream`` to ``dest_path`` hashing on the way; return the bytes written.
 
     ``entry.size`` (or the source's own ``length`` when the manifest has no sizes) bounds the
     read, so a truncated or oversized source is reported as such rather than as a bad hash.
+    Once the ``cancelled`` event is set, the copy raises ``Cancelled`` before its next chunk.
     """
     expected = entry.size if entry.size is not None else length
     small = expected is not None and expected <= chunk_size
@@ -126,6 +200,8 @@ def stream_copy(stream, dest_path, entry, where, length=None, chunk_size=CHUNK_S
     try:
         index = 0
         while True:
+            if cancelled is not None and cancelled.is_set():
+                raise Cancelled(entry.path)
             slot = slots[index % len(slots)]
             index += 1
             slot.free.wait()

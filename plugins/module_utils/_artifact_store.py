@@ -29,7 +29,13 @@ import tempfile
 
 from ansible.module_utils.common.text.formatters import bytes_to_human
 
-from ansible_collections.onprem.deepseek.plugins.module_utils._artifact_copy import CHUNK_SIZE, NO_SPACE, stream_copy
+from ansible_collections.onprem.deepseek.plugins.module_utils._artifact_copy import (
+    CHUNK_SIZE,
+    NO_SPACE,
+    default_workers,
+    run_each,
+    stream_copy,
+)
 from ansible_collections.onprem.deepseek.plugins.module_utils._artifact_manifest import (
     MANIFEST_COPY,
     MANIFEST_DIGEST,
@@ -292,27 +298,35 @@ def plan_prune(ordered, keep, protect):
 
 
 def stage_version(store, source, manifest, version, file_mode=0o644, uid=-1, gid=-1,
-                  chunk_size=CHUNK_SIZE, fsync=True, sizes=None):
+                  chunk_size=CHUNK_SIZE, fsync=True, sizes=None, workers=None):
     """Fetch and verify every file into a fresh staging dir; return (staging_dir, fetched, bytes).
 
-    On any failure the staging dir is removed and the error re-raised; nothing under
-    versions/ or ``current`` has been touched at that point.
+    Up to ``workers`` files (default: one per CPU) are copied at once, largest first, so the
+    last ones to finish are small. On any failure the other copies stop, the staging dir is
+    removed once they have, and the error is re-raised; nothing under versions/ or ``current``
+    has been touched at that point.
     """
+    sizes = sizes or {}
     os.makedirs(store.root, exist_ok=True)
     staging = tempfile.mkdtemp(prefix="%s%s-" % (STAGING_PREFIX, version), dir=store.root)
-    fetched = []
-    total = 0
+
+    def copy_one(entry, cancelled):
+        stream, length = source.open(entry.path)
+        if length is None:
+            length = sizes.get(entry.path)
+        try:
+            return stream_copy(stream, os.path.join(staging, entry.path), entry, store.root,
+                               length=length, chunk_size=chunk_size, fsync=fsync, cancelled=cancelled)
+        finally:
+            stream.close()
+
+    def known_size(entry):
+        return entry.size if entry.size is not None else (sizes.get(entry.path) or 0)
+
     try:
-        for entry in manifest.files:
-            stream, length = source.open(entry.path)
-            if length is None and sizes:
-                length = sizes.get(entry.path)
-            try:
-                total += stream_copy(stream, os.path.join(staging, entry.path), entry, store.root,
-                                     length=length, chunk_size=chunk_size, fsync=fsync)
-            finally:
-                stream.close()
-            fetched.append(entry.path)
+        order = sorted(manifest.files, key=known_size, reverse=True)
+        total = sum(run_each(copy_one, order, workers or default_workers()))
+        fetched = [entry.path for entry in manifest.files]
         try:
             with open(os.path.join(staging, MANIFEST_COPY), "wb") as handle:
                 handle.write(manifest.raw)

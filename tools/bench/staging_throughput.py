@@ -4,18 +4,23 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Staging throughput of onprem.deepseek.model_artifact compared with a plain copy.
 
-Creates a few random files under --dir, writes a manifest.json for them, then copies the same
-files on the same disk twice: with shutil.copyfile (the baseline) and with the module's staging
-function (hash while copying, then verify). Prints both throughputs and their ratio; the target
-is a ratio of at least 0.7. There is no pass/fail exit status.
+For each total size and file count it creates random files under --dir with a manifest.json,
+then copies them on the same disk, in turns within one run:
 
-Both methods fsync every file by default, since the module does before it switches `current`;
-that is the comparison that matters on a real disk. With --no-fsync both only fill the page
-cache, and staging is then capped by the CPU's SHA-256 speed (hashing overlaps the I/O in a
-worker thread, but a memory-to-memory copy is faster than any SHA-256), so expect a lower ratio.
+  plain    shutil.copyfile per file, one after the other (the baseline)
+  serial   the module's staging (SHA-256 while copying, checked against the manifest), workers=1
+  staging  the same with the module's default workers (one file per CPU), or --workers
 
-Usage: tools/bench/staging_throughput.py [--size 512M] [--files 4] [--dir /srv/deepseek/hot]
-       [--repeat 3] [--no-fsync]
+Each round runs the three methods back to back after a sync, so a slow moment of a shared disk
+hits all of them; the median of the rounds is printed, and the ratios of the medians. The target
+is staging/plain >= 0.7. There is no pass/fail exit status.
+
+Every method fsyncs every file by default, since the module does before it switches `current`;
+that is the comparison that matters on a real disk. With --no-fsync all only fill the page
+cache, and staging is then capped by SHA-256 speed per file, so expect a lower ratio.
+
+Usage: tools/bench/staging_throughput.py [--sizes 1G,4G] [--files 1,4] [--dir /srv/deepseek/hot]
+       [--rounds 3] [--workers N] [--no-fsync] [--cold]
 Run it on the disk you care about: --dir must be on the hot tier to measure the hot tier.
 """
 from __future__ import annotations
@@ -25,6 +30,7 @@ import hashlib
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -39,8 +45,8 @@ def _import_artifact():
     (tree / "ansible_collections" / "onprem" / "deepseek").symlink_to(root)
     sys.path.insert(0, str(tree))
     from ansible_collections.onprem.deepseek.plugins.module_utils import (
-        _artifact_manifest, _artifact_source, _artifact_store)
-    return _artifact_manifest, _artifact_source, _artifact_store, tree
+        _artifact_copy, _artifact_manifest, _artifact_source, _artifact_store)
+    return _artifact_copy, _artifact_manifest, _artifact_source, _artifact_store, tree
 
 
 def parse_size(text):
@@ -65,7 +71,7 @@ def make_source(root, name, version, total, count):
             # vary each MiB so no filesystem can deduplicate or compress it away
             n = 0
             while left:
-                chunk = (n.to_bytes(8, "little") + block[8:])[:left]
+                chunk = (n.to_bytes(8, "little") + i.to_bytes(8, "little") + block[16:])[:left]
                 handle.write(chunk)
                 digest.update(chunk)
                 left -= len(chunk)
@@ -89,7 +95,7 @@ def plain_copy(vdir, out, files, fsync):
 
 
 def drop_cache_hint(vdir, files):
-    # Ask the kernel to forget the source pages so neither run gets them from memory for free
+    # Ask the kernel to forget the source pages so no run gets them from memory for free
     # (best effort; root may also write /proc/sys/vm/drop_caches).
     for item in files:
         fd = os.open(vdir / item["path"], os.O_RDONLY)
@@ -101,58 +107,74 @@ def drop_cache_hint(vdir, files):
             os.close(fd)
 
 
+def measure(mods, work, total, count, args):
+    _copy, manifests, sources, stores = mods
+    fsync = not args.no_fsync
+    case = work / ("case-%d-%d" % (total, count))
+    vdir, files = make_source(case / "src", "bench-model", "v1", total, count)
+    nbytes = sum(f["size"] for f in files)
+    (case / "dest").mkdir()
+    store = stores.ModelStore(str(case / "dest"), "bench-model")
+    manifest = manifests.parse_manifest_json((vdir / "manifest.json").read_bytes(), "bench-model", "v1")
+    source = sources.LocalSource(str(vdir))
+
+    def plain(i):
+        out = case / ("plain-%d" % i)
+        plain_copy(vdir, out, files, fsync)
+        return out
+
+    def staged(workers):
+        def run(_i):
+            staging, _fetched, _n = stores.stage_version(store, source, manifest, "v1", fsync=fsync,
+                                                         workers=workers)
+            return staging
+        return run
+
+    methods = [("plain", plain), ("serial", staged(1)), ("staging", staged(args.workers))]
+    seconds = {name: [] for name, _f in methods}
+    for i in range(args.rounds):
+        for name, func in methods:
+            if args.cold:
+                drop_cache_hint(vdir, files)
+            os.sync()  # earlier runs' dirty pages are not flushed on this run's time
+            t0 = time.perf_counter()
+            out = func(i)
+            seconds[name].append(time.perf_counter() - t0)
+            shutil.rmtree(out)
+    shutil.rmtree(case)
+    mib = nbytes / float(1 << 20)
+    speed = {name: mib / statistics.median(values) for name, values in seconds.items()}
+    rounds = " ".join("%.2f" % (p / s) for p, s in zip(seconds["plain"], seconds["staging"]))
+    print("%6.0f MiB in %3d file(s): plain %7.1f MiB/s  serial %7.1f MiB/s (%.2f)  staging %7.1f MiB/s "
+          "(%.2f; rounds %s)" % (mib, len(files), speed["plain"], speed["serial"], speed["serial"] / speed["plain"],
+                                 speed["staging"], speed["staging"] / speed["plain"], rounds))
+    sys.stdout.flush()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", default="512M", help="total size of the test files (default 512M)")
-    parser.add_argument("--files", type=int, default=4, help="number of files (default 4)")
+    parser.add_argument("--sizes", default="1G", help="total sizes of the test files, comma-separated (default 1G)")
+    parser.add_argument("--files", default="1,4", help="file counts, comma-separated (default 1,4)")
     parser.add_argument("--dir", default=None, help="work directory on the disk to measure (default: temp dir)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each method; the best is reported")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the three methods; medians are printed")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="files staged at once (default: the module's default, one per CPU)")
     parser.add_argument("--no-fsync", action="store_true",
-                        help="skip fsync in both methods (the module fsyncs staged files)")
+                        help="skip fsync in every method (the module fsyncs staged files)")
     parser.add_argument("--cold", action="store_true",
                         help="drop the source files from the page cache before every run")
     args = parser.parse_args()
 
-    manifests, sources, stores, tree = _import_artifact()
-    total = parse_size(args.size)
-    fsync = not args.no_fsync
+    copy_mod, manifests, sources, stores, tree = _import_artifact()
+    workers = args.workers or copy_mod.default_workers()
     work = Path(tempfile.mkdtemp(prefix="staging-bench-", dir=args.dir))
     try:
-        src = work / "src"
-        vdir, files = make_source(src, "bench-model", "v1", total, args.files)
-        nbytes = sum(f["size"] for f in files)
-        dest = work / "dest"
-        dest.mkdir()
-        store = stores.ModelStore(str(dest), "bench-model")
-        raw = (vdir / "manifest.json").read_bytes()
-        manifest = manifests.parse_manifest_json(raw, "bench-model", "v1")
-        source = sources.LocalSource(str(vdir))
-
-        plain, staged = [], []
-        for i in range(args.repeat):
-            out = work / ("plain-%d" % i)
-            if args.cold:
-                drop_cache_hint(vdir, files)
-            t0 = time.perf_counter()
-            plain_copy(vdir, out, files, fsync)
-            plain.append(time.perf_counter() - t0)
-            shutil.rmtree(out)
-
-            if args.cold:
-                drop_cache_hint(vdir, files)
-            t0 = time.perf_counter()
-            staging, _fetched, _n = stores.stage_version(store, source, manifest, "v1", fsync=fsync)
-            staged.append(time.perf_counter() - t0)
-            shutil.rmtree(staging)
-
-        mib = nbytes / float(1 << 20)
-        plain_tp = mib / min(plain)
-        staged_tp = mib / min(staged)
-        print("files: %d, total %.1f MiB, work dir %s, fsync %s, cold %s, best of %d"
-              % (len(files), mib, work, "on" if fsync else "off", "on" if args.cold else "off", args.repeat))
-        print("plain copy (shutil.copyfile):  %8.1f MiB/s" % plain_tp)
-        print("staging (sha256 + verify):     %8.1f MiB/s" % staged_tp)
-        print("ratio staging/plain:           %8.2f  (target >= 0.70)" % (staged_tp / plain_tp))
+        print("work dir %s, fsync %s, cold %s, %d CPUs, staging workers %d, median of %d rounds; "
+              "(ratio to plain)" % (work, "off" if args.no_fsync else "on", "on" if args.cold else "off",
+                                    os.cpu_count() or 0, workers, args.rounds))
+        for size in args.sizes.split(","):
+            for count in args.files.split(","):
+                measure((copy_mod, manifests, sources, stores), work, parse_size(size), int(count), args)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(tree, ignore_errors=True)

@@ -112,9 +112,11 @@ def test_http_stage_and_idempotence(http_store):
     assert res["bytes"] == sum(len(d) for d in FILES.values())
     live = tmp_path / "hot" / "m" / "current"
     assert (live / "model-00001-of-00001.safetensors").read_bytes() == FILES["model-00001-of-00001.safetensors"]
-    assert server.requests == [("GET", "/m/v1/manifest.json"), ("GET", "/m/v1/config.json"),
-                               ("GET", "/m/v1/model-00001-of-00001.safetensors"),
-                               ("GET", "/m/v1/tokenizer/tokenizer.json")]
+    # the manifest first, then one GET per file (files are fetched side by side, in any order)
+    assert server.requests[0] == ("GET", "/m/v1/manifest.json")
+    assert sorted(server.requests[1:]) == [("GET", "/m/v1/config.json"),
+                                           ("GET", "/m/v1/model-00001-of-00001.safetensors"),
+                                           ("GET", "/m/v1/tokenizer/tokenizer.json")]
     server.requests.clear()
     assert run(_params(tmp_path, server, "v1"))["changed"] is False
     assert server.requests == [("GET", "/m/v1/manifest.json")]

@@ -166,11 +166,11 @@ def test_disk_full_while_writing_leaves_current(store, monkeypatch):
 
     monkeypatch.setattr(_artifact_copy, "write_all", write_all)
     with pytest.raises(ArtifactError) as err:
-        run(params(store, "v2"))
+        run(params(store, "v2", workers=1))
     assert str(err.value) == "file weights/model-00001-of-00002.safetensors: disk full while staging into %s" % (
         store.dest / "m")
     _assert_live_untouched(store)
-    assert written["n"] == 44 + 3 * 16384  # stopped inside the first shard
+    assert written["n"] == 3 * 16384  # largest file first: stopped inside it, nothing else started
 
 
 def test_free_space_checked_before_fetching(store, monkeypatch):
@@ -358,3 +358,15 @@ def test_current_as_real_directory_is_refused(store):
     with pytest.raises(ArtifactError) as err:
         run(params(store, "v1"))
     assert "is not a symlink" in str(err.value)
+
+
+@pytest.mark.parametrize("workers, ok", [(0, False), (-1, False), (1, True), (None, True)])
+def test_workers_must_be_one_or_more(store, workers, ok):
+    publish(store.src, "v1")
+    if ok:
+        assert run(params(store, "v1", workers=workers))["changed"] is True
+        return
+    with pytest.raises(ArtifactError) as err:
+        run(params(store, "v1", workers=workers))
+    assert str(err.value) == "workers must be 1 or more (omit it for one per CPU)"
+    assert not (store.dest / "m").exists()

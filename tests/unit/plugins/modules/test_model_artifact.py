@@ -103,3 +103,12 @@ def test_rollback_via_module(dirs, capsys):
     res = call(capsys, rb)
     assert res["changed"] is False and res["version"] == "v3.0"
     assert os.readlink(hot / "DeepSeek-V3" / "current") == "versions/v3.0"
+
+
+def test_workers_reach_the_staging(dirs, capsys):
+    src, hot = dirs
+    publish(src, "v3.1")
+    res = call(capsys, args(dirs, workers=0))
+    assert res["failed"] is True and res["msg"] == "workers must be 1 or more (omit it for one per CPU)"
+    res = call(capsys, args(dirs, workers=2))
+    assert res["changed"] is True and res["fetched"] == ["config.json", "model.safetensors"]
