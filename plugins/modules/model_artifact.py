@@ -165,6 +165,8 @@ attributes:
 notes:
   - Staged files are written with C(fsync) before the switch, and the C(current) symlink is
     replaced with one atomic rename, so readers see either the old or the new version.
+  - Staged files are written with C(O_DIRECT) where the filesystem allows it, around the page
+    cache, since they must reach the disk before the switch anyway.
   - The version C(current) points at is never modified; re-publishing different content under a
     live version fails. Publish a new version instead.
   - A lock file C(<dest>/<name>/.lock) keeps concurrent runs apart; leftover staging directories

@@ -13,14 +13,16 @@ then copies them on the same disk, in turns within one run:
 
 Each round runs the three methods back to back after a sync, so a slow moment of a shared disk
 hits all of them; the median of the rounds is printed, and the ratios of the medians. The target
-is staging/plain >= 0.7. There is no pass/fail exit status.
+is staging/plain >= 0.7. There is no pass/fail exit status. The CPU seconds per GiB of each
+method (all its threads) are printed too: on a busy machine the speeds follow the share of CPU
+a method gets, and staging needs more of it than a plain copy (SHA-256 alone is ~0.6 s/GiB).
 
 Every method fsyncs every file by default, since the module does before it switches `current`;
 that is the comparison that matters on a real disk. With --no-fsync all only fill the page
 cache, and staging is then capped by SHA-256 speed per file, so expect a lower ratio.
 
 Usage: tools/bench/staging_throughput.py [--sizes 1G,4G] [--files 1,4] [--dir /srv/deepseek/hot]
-       [--rounds 3] [--workers N] [--no-fsync] [--cold]
+       [--rounds 3] [--workers N] [--no-fsync] [--cold] [--verbose]
 Run it on the disk you care about: --dir must be on the hot tier to measure the hot tier.
 """
 from __future__ import annotations
@@ -29,6 +31,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import shutil
 import statistics
 import sys
@@ -132,23 +135,35 @@ def measure(mods, work, total, count, args):
 
     methods = [("plain", plain), ("serial", staged(1)), ("staging", staged(args.workers))]
     seconds = {name: [] for name, _f in methods}
+    cpu = {name: [] for name, _f in methods}
     for i in range(args.rounds):
         for name, func in methods:
             if args.cold:
                 drop_cache_hint(vdir, files)
             os.sync()  # earlier runs' dirty pages are not flushed on this run's time
-            t0 = time.perf_counter()
+            c0, t0 = cpu_seconds(), time.perf_counter()
             out = func(i)
             seconds[name].append(time.perf_counter() - t0)
+            cpu[name].append(cpu_seconds() - c0)
+            if args.verbose:
+                print("  round %d %-8s %6.2f s wall %6.2f s CPU" % (i + 1, name, seconds[name][-1], cpu[name][-1]))
             shutil.rmtree(out)
     shutil.rmtree(case)
     mib = nbytes / float(1 << 20)
     speed = {name: mib / statistics.median(values) for name, values in seconds.items()}
+    # CPU seconds per GiB do not depend on what else runs on the machine; the speeds do
+    per_gib = {name: statistics.median(values) * 1024 / mib for name, values in cpu.items()}
     rounds = " ".join("%.2f" % (p / s) for p, s in zip(seconds["plain"], seconds["staging"]))
-    print("%6.0f MiB in %3d file(s): plain %7.1f MiB/s  serial %7.1f MiB/s (%.2f)  staging %7.1f MiB/s "
-          "(%.2f; rounds %s)" % (mib, len(files), speed["plain"], speed["serial"], speed["serial"] / speed["plain"],
-                                 speed["staging"], speed["staging"] / speed["plain"], rounds))
+    print("%6.0f MiB in %3d file(s): plain %7.1f MiB/s  serial %7.1f MiB/s (%.2f)  staging %7.1f MiB/s (%.2f; "
+          "rounds %s)  CPU s/GiB %.2f %.2f %.2f"
+          % (mib, len(files), speed["plain"], speed["serial"], speed["serial"] / speed["plain"], speed["staging"],
+             speed["staging"] / speed["plain"], rounds, per_gib["plain"], per_gib["serial"], per_gib["staging"]))
     sys.stdout.flush()
+
+
+def cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread of this process
+    return usage.ru_utime + usage.ru_stime
 
 
 def main():
@@ -161,6 +176,7 @@ def main():
                         help="files staged at once (default: the module's default, one per CPU)")
     parser.add_argument("--no-fsync", action="store_true",
                         help="skip fsync in every method (the module fsyncs staged files)")
+    parser.add_argument("--verbose", action="store_true", help="print every run's seconds")
     parser.add_argument("--cold", action="store_true",
                         help="drop the source files from the page cache before every run")
     args = parser.parse_args()
@@ -169,9 +185,9 @@ def main():
     workers = args.workers or copy_mod.default_workers()
     work = Path(tempfile.mkdtemp(prefix="staging-bench-", dir=args.dir))
     try:
-        print("work dir %s, fsync %s, cold %s, %d CPUs, staging workers %d, median of %d rounds; "
+        print("work dir %s, fsync %s, cold %s, %d CPUs, load %.1f, staging workers %d, median of %d rounds; "
               "(ratio to plain)" % (work, "off" if args.no_fsync else "on", "on" if args.cold else "off",
-                                    os.cpu_count() or 0, workers, args.rounds))
+                                    os.cpu_count() or 0, os.getloadavg()[0], workers, args.rounds))
         for size in args.sizes.split(","):
             for count in args.files.split(","):
                 measure((copy_mod, manifests, sources, stores), work, parse_size(size), int(count), args)

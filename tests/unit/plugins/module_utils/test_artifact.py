@@ -1,6 +1,8 @@
 """Manifest parsing, path validation, sources and the one-pass verified copy (_artifact_*)."""
 import errno
+import fcntl
 import hashlib
+import http.client
 import io
 import json
 import os
@@ -270,3 +272,117 @@ def test_modes():
     assert dir_mode_for(0o640) == 0o750
     assert dir_mode_for(0o644) == 0o755
     assert dir_mode_for(0o600) == 0o700
+
+
+class Trickle(io.BytesIO):
+    """A socket-like source that hands out at most 1000 bytes per read."""
+
+    def readinto(self, buf):
+        return super().readinto(memoryview(buf)[:1000])
+
+
+def _write_spy(monkeypatch):
+    sizes = []
+    real = _artifact_copy.write_all
+
+    def write_all(fd, data):
+        sizes.append(len(data))
+        real(fd, data)
+    monkeypatch.setattr(_artifact_copy, "write_all", write_all)
+    return sizes
+
+
+@pytest.mark.parametrize("size", [3 * 8192, 3 * 8192 + 100, 8192 + 4095])
+def test_short_reads_are_gathered_into_full_aligned_chunks(tmp_path, monkeypatch, size):
+    # with fsync the copy writes with O_DIRECT, which refuses writes that are not block-aligned
+    sizes = _write_spy(monkeypatch)
+    data = _payload(size)
+    entry = ManifestEntry("model.bin", size, hashlib.sha256(data).hexdigest())
+    assert stream_copy(Trickle(data), str(tmp_path / "model.bin"), entry, "/s", chunk_size=8192) == size
+    assert (tmp_path / "model.bin").read_bytes() == data
+    assert sum(sizes) == size
+    full, tail = divmod(size, 8192)
+    aligned_tail = [n for n in (tail - tail % 4096, tail % 4096) if n]
+    # whole chunks, then the last one split at the block boundary if O_DIRECT was taken
+    assert sizes[:full] == [8192] * full
+    assert sizes[full:] in ([tail] if tail else [], aligned_tail)
+
+
+@pytest.mark.parametrize("fsync, direct", [(True, True), (False, False)])
+def test_direct_io_only_when_the_data_must_reach_the_disk(tmp_path, monkeypatch, fsync, direct):
+    calls = []
+    real = _artifact_copy._set_direct
+
+    def set_direct(fd, enable):
+        calls.append(enable)
+        return real(fd, enable)
+    monkeypatch.setattr(_artifact_copy, "_set_direct", set_direct)
+    data = _payload(70000)
+    entry = ManifestEntry("model.bin", 70000, hashlib.sha256(data).hexdigest())
+    stream_copy(io.BytesIO(data), str(tmp_path / "model.bin"), entry, "/s", chunk_size=4096, fsync=fsync)
+    assert (tmp_path / "model.bin").read_bytes() == data
+    assert bool(calls) is direct and calls[:1] == ([True] if direct else [])
+
+
+def test_filesystem_without_direct_io_gets_a_buffered_copy(tmp_path, monkeypatch):
+    monkeypatch.setattr(_artifact_copy, "_set_direct", lambda fd, enable: False)
+    sizes = _write_spy(monkeypatch)
+    data = _payload(10000)
+    entry = ManifestEntry("model.bin", 10000, hashlib.sha256(data).hexdigest())
+    stream_copy(io.BytesIO(data), str(tmp_path / "model.bin"), entry, "/s", chunk_size=4096)
+    assert (tmp_path / "model.bin").read_bytes() == data
+    assert sizes == [4096, 4096, 1808]
+
+
+class HangUp(io.BytesIO):
+    """A response whose sender hangs up after ``cut`` bytes (http.client raises IncompleteRead)."""
+
+    def __init__(self, data, cut):
+        super().__init__(data[:cut])
+
+    def readinto(self, buf):
+        n = super().readinto(memoryview(buf)[:1000])
+        if not n:
+            raise http.client.IncompleteRead(b"", 1)
+        return n
+
+
+@pytest.mark.parametrize("size, message", [
+    (None, "file a: connection closed after 3000 bytes"),
+    (5000, "file a: truncated (expected 5000 bytes, got 3000)"),
+])
+def test_hang_up_is_reported_with_the_bytes_received(tmp_path, size, message):
+    data = _payload(5000)
+    entry = ManifestEntry("a", size, hashlib.sha256(data).hexdigest())
+    with pytest.raises(ArtifactError) as err:
+        stream_copy(HangUp(data, 3000), str(tmp_path / "a"), entry, "/s", chunk_size=4096)
+    assert str(err.value) == message
+
+
+def test_direct_write_refused_after_the_flag_was_taken_falls_back_to_the_page_cache(tmp_path, monkeypatch):
+    real = _artifact_copy.write_all
+    refused = []
+
+    def write_all(fd, data):
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT and not refused:
+            real(fd, data[:4096])  # a partial write, then the refusal
+            refused.append(len(data))
+            raise OSError(errno.EINVAL, "Invalid argument")
+        real(fd, data)
+    monkeypatch.setattr(_artifact_copy, "_set_direct", _flip_direct)
+    monkeypatch.setattr(_artifact_copy, "write_all", write_all)
+    data = _payload(20000)
+    entry = ManifestEntry("model.bin", 20000, hashlib.sha256(data).hexdigest())
+    stream_copy(io.BytesIO(data), str(tmp_path / "model.bin"), entry, "/s", chunk_size=8192)
+    assert refused == [8192]
+    assert (tmp_path / "model.bin").read_bytes() == data
+
+
+def _flip_direct(fd, enable):
+    # the flag as such, even where the filesystem would refuse it, so the test runs everywhere
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETFL, (flags | os.O_DIRECT) if enable else (flags & ~os.O_DIRECT))
+    except OSError:
+        pytest.skip("this filesystem refuses O_DIRECT")
+    return True
