@@ -370,3 +370,17 @@ def test_workers_must_be_one_or_more(store, workers, ok):
         run(params(store, "v1", workers=workers))
     assert str(err.value) == "workers must be 1 or more (omit it for one per CPU)"
     assert not (store.dest / "m").exists()
+
+
+def test_failure_among_parallel_files_never_becomes_current(store):
+    publish(store.src, "v1")
+    run(params(store, "v1"))
+    files = {"shard-%02d.bin" % i: payload(i, 40000 + i) for i in range(12)}
+    vdir = publish(store.src, "v2", files=files)
+    (vdir / "shard-05.bin").write_bytes(payload(99, 40005))  # same size, other bytes
+    with pytest.raises(ArtifactError) as err:
+        run(params(store, "v2", workers=4))
+    assert str(err.value).startswith("file shard-05.bin: sha256 mismatch")
+    _assert_live_untouched(store)
+    assert os.listdir(store.dest / "m" / "versions") == ["v1"]
+    assert json.loads((store.dest / "m" / ".history.json").read_text()) == {"activations": ["v1"]}
