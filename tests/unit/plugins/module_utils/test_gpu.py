@@ -11,6 +11,7 @@ import pytest
 from ansible_collections.onprem.deepseek.plugins.module_utils._gpu import (
     GpuError,
     build_gpu_facts,
+    collect_gpu_facts,
     compare_versions,
     evaluate_readiness,
     failure_message,
@@ -18,6 +19,7 @@ from ansible_collections.onprem.deepseek.plugins.module_utils._gpu import (
     parse_proc_driver_version,
     parse_systemctl_is_active,
     to_number,
+    version_tuple,
 )
 
 FIXTURES = Path(__file__).resolve().parents[2] / 'fixtures' / 'nvidia_smi'
@@ -544,3 +546,92 @@ def test_max_temperature_boundary(maximum, ok):
     # GPU 0 of the H100 capture reads 31 C
     result = evaluate_readiness(facts_for('h100-sxm-8gpu.xml'), dict(H100_POLICY, max_temperature_c=maximum))
     assert check(result, 'temperature', 0)['passed'] is ok
+
+
+# ---------------------------------------------------------------- versions
+
+def test_version_parts_that_are_not_numbers_count_as_zero():
+    assert version_tuple('550.x.15') == (550, 0, 15)
+    assert version_tuple(' 535.161.08-open ') == (535, 161, 8)
+
+
+@pytest.mark.parametrize('left, right', [('550.54.0', '550.54'), ('550.54', '550.54.0'), ('550', '550.0.0')])
+def test_missing_trailing_parts_are_zero_on_either_side(left, right):
+    assert compare_versions(left, right) == 0
+
+
+# ---------------------------------------------------------------- host probe
+
+class ModuleStandIn:
+    """Stands in for AnsibleModule: answers get_bin_path from a dict and run_command from a script."""
+
+    def __init__(self, bins, answers):
+        self.bins = bins
+        self.answers = answers
+        self.commands = []
+
+    def get_bin_path(self, name):
+        return self.bins.get(name)
+
+    def run_command(self, argv):
+        self.commands.append(argv)
+        return self.answers[argv[0]]
+
+
+def test_collect_runs_one_nvidia_smi_and_asks_systemd_about_fabric_manager(tmp_path):
+    proc = tmp_path / 'version'
+    proc.write_text(read(PROC_535))
+    module = ModuleStandIn({'systemctl': '/bin/systemctl', 'nvidia-smi': '/usr/bin/nvidia-smi'},
+                           {'/bin/systemctl': (0, 'active\n', ''),
+                            '/usr/bin/nvidia-smi': (0, read('h100-sxm-8gpu.xml'), '')})
+    facts = collect_gpu_facts(module, proc_version_path=str(proc))
+    assert module.commands == [['/bin/systemctl', 'is-active', 'nvidia-fabricmanager'],
+                               ['/usr/bin/nvidia-smi', '-q', '-x']]
+    assert (facts['fabric_manager_active'], facts['fabric_manager_state']) == (True, 'active')
+    assert facts['gpu_count'] == 8 and facts['reason'] is None
+    assert facts['kernel_module_version'] == '535.161.08'
+
+
+def test_collect_without_systemctl_or_nvidia_smi(tmp_path):
+    module = ModuleStandIn({}, {})
+    facts = collect_gpu_facts(module, proc_version_path=str(tmp_path / 'absent'))
+    assert module.commands == []
+    assert facts['reason'] == 'nvidia-smi not found'
+    assert (facts['fabric_manager_active'], facts['kernel_module_version']) == (None, None)
+
+
+def test_collect_with_a_path_that_is_not_executable(tmp_path):
+    smi = tmp_path / 'nvidia-smi'
+    smi.write_text('#!/bin/sh\n')
+    smi.chmod(0o644)
+    module = ModuleStandIn({'nvidia-smi': '/usr/bin/nvidia-smi'}, {})
+    facts = collect_gpu_facts(module, nvidia_smi_path=str(smi), proc_version_path=str(tmp_path / 'absent'))
+    assert facts['reason'] == '%s not found' % smi
+    assert module.commands == []
+
+
+def test_collect_with_an_executable_path_runs_it(tmp_path):
+    smi = tmp_path / 'nvidia-smi'
+    smi.write_text('#!/bin/sh\n')
+    smi.chmod(0o755)
+    module = ModuleStandIn({}, {str(smi): (0, read('l40s.xml'), '')})
+    facts = collect_gpu_facts(module, nvidia_smi_path=str(smi), proc_version_path=str(tmp_path / 'absent'))
+    assert module.commands == [[str(smi), '-q', '-x']]
+    assert facts['gpu_count'] == 1
+
+
+@pytest.mark.parametrize('out, err, said', [
+    ('', '', 'no output'),
+    ('', '\n  NVIDIA-SMI has failed because it could not communicate with the NVIDIA driver.\nmore\n',
+     'NVIDIA-SMI has failed because it could not communicate with the NVIDIA driver.'),
+    ('Unable to determine the device handle\n', 'ignored', 'Unable to determine the device handle'),
+])
+def test_collect_when_nvidia_smi_fails_keeps_the_other_probes(tmp_path, out, err, said):
+    proc = tmp_path / 'version'
+    proc.write_text(read(PROC_550_OPEN))
+    module = ModuleStandIn({'systemctl': '/bin/systemctl', 'nvidia-smi': '/usr/bin/nvidia-smi'},
+                           {'/bin/systemctl': (3, 'inactive\n', ''), '/usr/bin/nvidia-smi': (9, out, err)})
+    facts = collect_gpu_facts(module, proc_version_path=str(proc))
+    assert facts['reason'] == '/usr/bin/nvidia-smi -q -x failed (rc=9): %s' % said
+    assert (facts['fabric_manager_active'], facts['fabric_manager_state']) == (False, 'inactive')
+    assert (facts['kernel_module_version'], facts['kernel_module_type']) == ('550.54.15', 'open')
