@@ -635,3 +635,22 @@ def test_collect_when_nvidia_smi_fails_keeps_the_other_probes(tmp_path, out, err
     assert facts['reason'] == '/usr/bin/nvidia-smi -q -x failed (rc=9): %s' % said
     assert (facts['fabric_manager_active'], facts['fabric_manager_state']) == (False, 'inactive')
     assert (facts['kernel_module_version'], facts['kernel_module_type']) == ('550.54.15', 'open')
+
+
+def test_link_not_reported_passes_and_says_so():
+    facts = facts_for('h100-pcie.xml')
+    facts['gpus'][0]['pcie_link_width_max'] = None
+    result = evaluate_readiness(facts, {'require_kernel_module_match': False})
+    assert check(result, 'pcie_link', 0) == {
+        'name': 'pcie_link', 'gpu': 0, 'passed': True, 'detail': 'PCIe link not reported'}
+
+
+def test_memory_repair_detail_names_each_flag():
+    result = evaluate_readiness(facts_for('h100-sxm-8gpu-fault-remap.xml'), H100_POLICY)
+    assert check(result, 'memory_repair', 0)['detail'] == (
+        'remapped rows: 0 correctable, 0 uncorrectable, pending no, failure no')
+    assert check(result, 'memory_repair', 5)['detail'] == (
+        'row remap pending (reset the GPU): remapped rows: 0 correctable, 1 uncorrectable, pending yes, failure no')
+    result = evaluate_readiness(facts_for('v100-sxm2-v11-fault-retire-pending.xml'), {'require_kernel_module_match': False})
+    assert check(result, 'memory_repair', 0)['detail'] == (
+        'page retirement pending (reset the GPU): retired pages: 0 single-bit, 1 double-bit, pending yes')
