@@ -105,3 +105,34 @@ def test_module_generates_once_and_never_returns_the_key(tmp_path, capsys):
 
     rc, res = run_main(capsys, {"output_path": str(out)})
     assert rc == 1 and "already handed out" in res["msg"] and out.read_text().strip() == key
+
+
+@pytest.mark.parametrize("n, r, p, ok", [
+    (2 ** 14, 1, 1, True), (2 ** 13, 8, 1, False),     # n: at least 2^14
+    (2 ** 15, 8, 1, True), (3 * 2 ** 13, 8, 1, False),  # n: a power of two
+    (2 ** 14, 32, 1, True), (2 ** 14, 33, 1, False), (2 ** 14, 0, 1, False),
+    (2 ** 14, 8, 16, True), (2 ** 14, 8, 17, False), (2 ** 14, 8, 0, False),
+])
+def test_parse_hash_parameter_bounds(n, r, p, ok):
+    stored = "scrypt$%d$%d$%d$010101010101$AAECAw==$BAUGBw==" % (n, r, p)
+    if ok:
+        assert s.parse_hash(stored) == {"n": n, "r": r, "p": p, "key_id": "010101010101",
+                                        "salt": b"\x00\x01\x02\x03", "hash": b"\x04\x05\x06\x07"}
+    else:
+        with pytest.raises(s.SecretError, match="weak or invalid"):
+            s.parse_hash(stored)
+
+
+def test_issue_with_stored_hash_generates_nothing(tmp_path):
+    key, key_id = s.new_key("dsk", counting_bytes())
+    stored = s.hash_key(key, FIXED_SALT)
+    out = tmp_path / "admin.key"
+    assert s.issue("dsk", str(out), stored_hash=stored + "\n") == {
+        "changed": False, "hash": stored, "key_id": key_id, "output_path": None}
+    assert not out.exists()
+
+
+def test_write_once_needs_an_existing_directory(tmp_path):
+    with pytest.raises(s.SecretError, match="does not exist"):
+        s.write_once(str(tmp_path / "missing" / "admin.key"), "k\n")
+    assert list(tmp_path.iterdir()) == []
