@@ -124,3 +124,26 @@ def test_preflight_refuses_values_the_spec_lets_through(tmp_path):
     assert not missing, (missing, result.stderr[-2000:])
     assert not set(GOOD_INPUTS) & set(failures), failures
     assert all(report['stats'][name]['ok'] > 0 and report['stats'][name]['changed'] == 0 for name in GOOD_INPUTS)
+
+
+@pytest.mark.skipif(not PLAYBOOK.exists() and not shutil.which('ansible-playbook'), reason='needs ansible-playbook')
+def test_fio_check_is_not_run_in_check_mode(tmp_path):
+    """storage_tiers' fio entry point writes a test file on each mounted tier and loads the disks:
+    in check mode it runs nothing and says so. /dev/shm stands in for a mounted tier."""
+    (tmp_path / 'fio.yml').write_text(
+        '---\n- name: The fio check in check mode\n  hosts: localhost\n  gather_facts: false\n  tasks:\n'
+        '    - name: Run the fio entry point\n      ansible.builtin.include_role:\n'
+        '        name: onprem.deepseek.storage_tiers\n        tasks_from: fio.yml\n'
+        '      vars:\n        storage_tiers_root: /dev\n        storage_tiers_tiers: [{name: shm}]\n')
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg'), ANSIBLE_STDOUT_CALLBACK='ansible.builtin.json',
+               ANSIBLE_NOCOLOR='1', ANSIBLE_FORCE_COLOR='0')
+    result = subprocess.run(
+        [str(PLAYBOOK) if PLAYBOOK.exists() else 'ansible-playbook', '-i', 'localhost,', '-c', 'local',
+         '-e', 'ansible_python_interpreter=%s' % sys.executable, '--check', 'fio.yml'],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
+    report = json.loads(result.stdout)
+    ran = {task['task']['name'].split(' : ')[-1]: res for task in report['plays'][0]['tasks']
+           for host, res in task['hosts'].items() if not res.get('skipped')}
+    assert result.returncode == 0, ran
+    assert 'check mode: fio is not run on localhost' in str(ran.get('Say that check mode does not measure the tiers'))
+    assert not {'Find the mounted tiers', 'Run fio (random 4 KiB reads, then sequential 1 MiB reads)'} & set(ran), ran
