@@ -4,10 +4,11 @@
 
 """The one-pass verified copy: each byte is read once, hashed and written (private to the collection).
 
-``stream_copy`` copies one file: the calling thread reads a chunk and writes it while a hasher
-thread digests it, over three rotating buffers. ``run_each`` runs such copies for several files
-at once on a bounded pool of threads: SHA-256 of one file cannot be split, but hashlib and the
-read/write system calls release the GIL, so files copied side by side use several cores.
+``stream_copy`` copies one file: the calling thread reads a chunk and writes it (with O_DIRECT
+when the file must reach the disk) while a hasher thread digests it, over three rotating
+buffers. ``run_each`` runs such copies for several files at once on a bounded pool of threads:
+SHA-256 of one file cannot be split, but hashlib and the read/write system calls release the
+GIL, so files copied side by side use several cores.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ def run_each(func, items, workers):
         for thread in threads:
             thread.join()
     finally:
+        # also when this thread is interrupted: stop the copies, and let them end before returning
         cancelled.set()
         for thread in threads:
             thread.join()
