@@ -654,3 +654,41 @@ def test_memory_repair_detail_names_each_flag():
     result = evaluate_readiness(facts_for('v100-sxm2-v11-fault-retire-pending.xml'), {'require_kernel_module_match': False})
     assert check(result, 'memory_repair', 0)['detail'] == (
         'page retirement pending (reset the GPU): retired pages: 0 single-bit, 1 double-bit, pending yes')
+
+
+@pytest.mark.parametrize('enabled, pending, require, passed, detail', [
+    (True, True, True, True, 'ECC enabled; volatile uncorrectable 0, aggregate uncorrectable 0'),
+    (True, False, True, True,
+     'ECC enabled; volatile uncorrectable 0, aggregate uncorrectable 0; ECC is pending disable at next reset'),
+    (False, True, False, True, 'ECC not required; volatile uncorrectable 0, aggregate uncorrectable 0'),
+    (None, None, False, True, 'ECC not required; volatile uncorrectable 0, aggregate uncorrectable 0'),
+    (False, True, True, False, 'ECC disabled (required)'),
+])
+def test_ecc_details(enabled, pending, require, passed, detail):
+    facts = facts_for('h100-pcie.xml')
+    facts['gpus'][0].update(ecc_enabled=enabled, ecc_pending_enabled=pending)
+    result = evaluate_readiness(facts, {'require_kernel_module_match': False, 'require_ecc': require})
+    assert check(result, 'ecc', 0) == {'name': 'ecc', 'gpu': 0, 'passed': passed, 'detail': detail}
+
+
+@pytest.mark.parametrize('enabled, word', [(False, 'disabled'), (None, 'unknown')])
+def test_volatile_errors_name_the_ecc_state(enabled, word):
+    facts = facts_for('h100-sxm-8gpu-fault-ecc.xml')
+    facts['gpus'][3]['ecc_enabled'] = enabled
+    result = evaluate_readiness(facts, {'require_ecc': False})
+    assert check(result, 'ecc', 3)['detail'] == 'ECC %s; volatile uncorrectable 2, aggregate uncorrectable 2' % word
+
+
+def test_every_pcie_problem_is_named():
+    facts = facts_for('h100-sxm-8gpu-fault-pcie.xml')
+    facts['gpus'][4]['pcie_link_width_current'] = 4
+    result = evaluate_readiness(facts, H100_POLICY)
+    assert check(result, 'pcie_link', 4)['detail'] == (
+        'gen 3 x4 (max gen 5 x16): link width x4 below x16; link generation 3 below 5 while busy (P0, util 35%)')
+
+
+def test_mig_gpu_without_row_or_page_data_passes_and_says_why():
+    facts = facts_for('a100-sxm4-80gb-mig-4gpu.xml')
+    result = evaluate_readiness(facts, {'require_kernel_module_match': False, 'require_persistence_mode': False})
+    assert check(result, 'memory_repair', 0)['detail'] == (
+        'row remapping and page retirement not reported (MIG mode or not supported)')
