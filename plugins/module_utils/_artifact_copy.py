@@ -4,9 +4,9 @@
 
 """The one-pass verified copy: each byte is read once, hashed and written (private to the collection).
 
-``stream_copy`` copies one file: the calling thread reads a chunk and writes it (with O_DIRECT
-when the file must reach the disk) while a hasher thread digests it, over three rotating
-buffers. ``run_each`` runs such copies for several files at once on a bounded pool of threads:
+``stream_copy`` copies one file: the calling thread reads chunks, a hasher thread digests them
+and a writer thread writes them (with O_DIRECT when the file must reach the disk), over three
+rotating buffers. ``run_each`` runs such copies for several files at once on a bounded pool of threads:
 SHA-256 of one file cannot be split, but hashlib and the read/write system calls release the
 GIL, so files copied side by side use several cores.
 """
@@ -184,7 +184,9 @@ def _write_chunk(fd, chunk, start, direct):
 
 
 class _Slot:
-    __slots__ = ("buf", "view", "free")
+    """One chunk buffer; free again once every stage that received it is done with it."""
+
+    __slots__ = ("buf", "view", "free", "_pending", "_lock")
 
     def __init__(self, size):
         # anonymous mmap: page-aligned, as O_DIRECT needs
@@ -192,31 +194,61 @@ class _Slot:
         self.view = memoryview(self.buf)
         self.free = threading.Event()
         self.free.set()
+        self._pending = 0
+        self._lock = threading.Lock()
+
+    def take(self, stages):
+        self.free.wait()
+        self.free.clear()
+        self._pending = stages
+
+    def done(self):
+        with self._lock:
+            self._pending -= 1
+            if self._pending == 0:
+                self.free.set()
 
 
-class _Hasher:
-    """SHA-256 in a worker thread, so hashing one chunk overlaps reading and writing the next.
+class _Stage:
+    """Runs ``work(view)`` for each chunk, in order, in its own thread (or inline for small files).
 
-    hashlib and os.write release the GIL for large buffers; this keeps staging near disk speed.
+    The hasher and the writer are stages, so hashing and writing a chunk overlap reading the next
+    one; hashlib and os.write release the GIL for large buffers. After the first error the stage
+    only hands chunks back, and the error is kept for the reading thread to raise.
     """
 
-    def __init__(self):
-        self.digest = hashlib.sha256()
-        self._todo = queue.Queue()
-        self._thread = threading.Thread(target=self._loop, name="model-artifact-sha256", daemon=True)
-        self._thread.start()
+    def __init__(self, name, work, threaded):
+        self._work = work
+        self.error = None
+        self._todo = None
+        self._thread = None
+        if threaded:
+            self._todo = queue.Queue()
+            self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+            self._thread.start()
+
+    def _run(self, view, slot):
+        try:
+            if self.error is None:
+                self._work(view)
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            # kept for the reading thread, which raises it
+            self.error = exc
+        finally:
+            slot.done()
 
     def _loop(self):
         while True:
             item = self._todo.get()
             if item is None:
                 return
-            view, slot = item
-            self.digest.update(view)
-            slot.free.set()
+            self._run(*item)
 
-    def update(self, view, slot):
-        self._todo.put((view, slot))
+    def put(self, view, slot):
+        if self._thread is None:
+            self._run(view, slot)
+        else:
+            self._todo.put((view, slot))
 
     def close(self):
         if self._thread is not None:
@@ -225,16 +257,22 @@ class _Hasher:
             self._thread = None
 
 
-class _InlineHasher:
-    def __init__(self):
-        self.digest = hashlib.sha256()
+class _Writer:
+    """Appends chunks to ``fd``: with O_DIRECT while they are whole blocks, else through the page cache."""
 
-    def update(self, view, slot):
-        self.digest.update(view)
-        slot.free.set()
+    def __init__(self, fd, direct, fsync):
+        self.fd = fd
+        self.direct = direct
+        self.fsync = fsync
+        self.written = 0
+        self.flushed = 0
 
-    def close(self):
-        pass
+    def __call__(self, chunk):
+        self.direct = _write_chunk(self.fd, chunk, self.written, self.direct)
+        self.written += len(chunk)
+        if self.fsync and not self.direct and self.written - self.flushed >= _WRITEBACK_STEP:
+            _start_writeback(self.fd, self.flushed, self.written - self.flushed)
+            self.flushed = self.written
 
 
 def stream_copy(stream, dest_path, entry, where, length=None, chunk_size=CHUNK_SIZE, fsync=True,
@@ -245,6 +283,8 @@ def stream_copy(stream, dest_path, entry, where, length=None, chunk_size=CHUNK_S
     read, so a truncated or oversized source is reported as such rather than as a bad hash.
     Once the ``cancelled`` event is set, the copy raises ``Cancelled`` before its next chunk.
 
+    The calling thread reads; a hasher thread and a writer thread take each chunk from it, over
+    three rotating buffers, so reading, hashing and writing overlap (small files run inline).
     With ``fsync`` the file is written with O_DIRECT where the filesystem allows it: the data
     has to reach the disk before the switch anyway, and going around the page cache saves a
     memory copy per byte and the final wait for writeback. Every chunk but the last is full
@@ -262,18 +302,27 @@ def stream_copy(stream, dest_path, entry, where, length=None, chunk_size=CHUNK_S
         if exc.errno in NO_SPACE:
             raise ArtifactError("file %s: disk full while staging into %s" % (entry.path, where))
         raise ArtifactError("file %s: cannot create %s: %s" % (entry.path, dest_path, exc.strerror or exc))
-    hasher = _InlineHasher() if small else _Hasher()
+
+    def write_failed(exc):
+        if isinstance(exc, OSError) and exc.errno in NO_SPACE:
+            return ArtifactError("file %s: disk full while staging into %s" % (entry.path, where))
+        reason = getattr(exc, "strerror", None) or exc
+        return ArtifactError("file %s: write to %s failed: %s" % (entry.path, dest_path, reason))
+
+    digest = hashlib.sha256()
     direct = fsync and not small and chunk_size % _DIRECT_ALIGN == 0 and _set_direct(fd, True)
-    flushed = 0
+    hasher = _Stage("model-artifact-sha256", digest.update, threaded=not small)
+    writer = _Stage("model-artifact-write", _Writer(fd, direct, fsync), threaded=not small)
     try:
         index = 0
         while True:
             if cancelled is not None and cancelled.is_set():
                 raise Cancelled(entry.path)
+            if writer.error is not None:
+                raise write_failed(writer.error)
             slot = slots[index % len(slots)]
             index += 1
-            slot.free.wait()
-            slot.free.clear()
+            slot.take(2)
             try:
                 n, hung_up = _fill(stream, slot.view)
             except (OSError, http.client.HTTPException) as exc:
@@ -281,29 +330,23 @@ def stream_copy(stream, dest_path, entry, where, length=None, chunk_size=CHUNK_S
             if hung_up and expected is None:
                 raise ArtifactError("file %s: connection closed after %d bytes" % (entry.path, got + n))
             if not n:
-                slot.free.set()
                 break
             got += n
             if expected is not None and got > expected:
                 raise ArtifactError("file %s: larger than expected (expected %d bytes, got at least %d)"
                                     % (entry.path, expected, got))
             chunk = slot.view[:n]
-            hasher.update(chunk, slot)
-            try:
-                direct = _write_chunk(fd, chunk, got - n, direct)
-            except OSError as exc:
-                if exc.errno in NO_SPACE:
-                    raise ArtifactError("file %s: disk full while staging into %s" % (entry.path, where))
-                raise ArtifactError("file %s: write to %s failed: %s" % (entry.path, dest_path, exc.strerror or exc))
+            hasher.put(chunk, slot)
+            writer.put(chunk, slot)
             if hung_up or n < len(slot.view):
                 break
-            if fsync and not direct and got - flushed >= _WRITEBACK_STEP:
-                _start_writeback(fd, flushed, got - flushed)
-                flushed = got
         hasher.close()
+        writer.close()
+        if writer.error is not None:
+            raise write_failed(writer.error)
         if expected is not None and got < expected:
             raise ArtifactError("file %s: truncated (expected %d bytes, got %d)" % (entry.path, expected, got))
-        actual = hasher.digest.hexdigest()
+        actual = digest.hexdigest()
         if actual != entry.sha256:
             raise ArtifactError("file %s: sha256 mismatch (expected %s, got %s)" % (entry.path, entry.sha256, actual))
         if fsync:
@@ -315,6 +358,7 @@ def stream_copy(stream, dest_path, entry, where, length=None, chunk_size=CHUNK_S
                 raise ArtifactError("file %s: fsync of %s failed: %s" % (entry.path, dest_path, exc.strerror or exc))
     finally:
         hasher.close()
+        writer.close()
         os.close(fd)
     return got
 

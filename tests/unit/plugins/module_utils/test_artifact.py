@@ -6,6 +6,7 @@ import http.client
 import io
 import json
 import os
+import threading
 
 import pytest
 
@@ -386,3 +387,50 @@ def _flip_direct(fd, enable):
     except OSError:
         pytest.skip("this filesystem refuses O_DIRECT")
     return True
+
+
+class CountingReads(io.BytesIO):
+    """Counts reads; the second one sets ``second_read``."""
+
+    def __init__(self, data):
+        super().__init__(data)
+        self.reads = 0
+        self.second_read = threading.Event()
+
+    def readinto(self, buf):
+        self.reads += 1
+        if self.reads == 2:
+            self.second_read.set()
+        return super().readinto(buf)
+
+
+def test_writing_a_chunk_overlaps_reading_the_next(tmp_path, monkeypatch):
+    data = _payload(5 * 4096)
+    stream = CountingReads(data)
+    real = _artifact_copy.write_all
+    waited = []
+
+    def write_all(fd, chunk):
+        if not waited:
+            # the first write holds until the next chunk is being read: only a separate writer can
+            waited.append(stream.second_read.wait(5))
+        real(fd, chunk)
+    monkeypatch.setattr(_artifact_copy, "write_all", write_all)
+    entry = ManifestEntry("model.bin", len(data), hashlib.sha256(data).hexdigest())
+    stream_copy(stream, str(tmp_path / "model.bin"), entry, "/s", chunk_size=4096)
+    assert waited == [True]
+    assert (tmp_path / "model.bin").read_bytes() == data
+
+
+def test_reading_stops_soon_after_a_write_fails(tmp_path, monkeypatch):
+    def full(fd, chunk):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(_artifact_copy, "write_all", full)
+    data = _payload(200 * 1024)
+    stream = CountingReads(data)
+    entry = ManifestEntry("model.bin", len(data), hashlib.sha256(data).hexdigest())
+    with pytest.raises(ArtifactError) as err:
+        stream_copy(stream, str(tmp_path / "model.bin"), entry, "/srv/hot/m", chunk_size=1024)
+    assert str(err.value) == "file model.bin: disk full while staging into /srv/hot/m"
+    # three buffers: the reader is at most a few chunks ahead of the failed write, not at the end
+    assert stream.reads <= 8
