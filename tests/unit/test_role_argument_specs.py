@@ -64,12 +64,12 @@ BAD_INPUTS = {
                     'baseline_sysctl_extra: {"vm.dirty_ratio": "5\\nkernel.panic=1"} is not a mapping']),
     # A newline would add a chrony directive.
     'baseline_3': ({'baseline_ntp_servers': ['10.77.0.1\nallow all']}, ['baseline_ntp_servers: ["10.77.0.1\\nallow all"] is not']),
-    'preflight_1': ({'preflight_free_disk_paths': '/var', 'preflight_pci_devices_path': 'sys/bus/pci',
-                     'preflight_min_kernel': 'five'},
-                    ['preflight_free_disk_paths: "/var" is not a non-empty list of absolute paths',
-                     'preflight_pci_devices_path: "sys/bus/pci" is not an absolute path',
-                     'preflight_min_kernel: "five" is not a kernel version']),
-    'preflight_2': ({'preflight_free_disk_paths': ['/', 'var']}, ['preflight_free_disk_paths: ["/", "var"] is not']),
+    'gpu_host_1': ({'gpu_host_free_disk_paths': '/var', 'gpu_host_pci_devices_path': 'sys/bus/pci',
+                     'gpu_host_min_kernel': 'five'},
+                    ['gpu_host_free_disk_paths: "/var" is not a non-empty list of absolute paths',
+                     'gpu_host_pci_devices_path: "sys/bus/pci" is not an absolute path',
+                     'gpu_host_min_kernel: "five" is not a kernel version']),
+    'gpu_host_2': ({'gpu_host_free_disk_paths': ['/', 'var']}, ['gpu_host_free_disk_paths: ["/", "var"] is not']),
     # A host without GPUs checks the repository URLs too (issue 16: they passed there).
     'nvidia_driver_1': ({'nvidia_driver_repo_url': 'not-a-url'},
                         ['nvidia_driver_repo_url: "not-a-url" is not an http:// or https:// URL']),
@@ -84,7 +84,7 @@ GOOD_INPUTS = {
     'good_values': {'baseline_ntp_servers': ['10.77.0.1', 'ntp1.example.org', 'fd00::1'],
                     'baseline_audit_extra_watches': ['/etc/ssh/sshd_config'],
                     'baseline_sysctl_extra': {'net.ipv4.tcp_rmem': '4096 87380 16777216', 'kernel/panic': 10},
-                    'preflight_free_disk_paths': ['/'], 'preflight_min_kernel': '5.15.0',
+                    'gpu_host_free_disk_paths': ['/'], 'gpu_host_min_kernel': '5.15.0',
                     'nvidia_driver_readiness': {'min_memory_mib': 1, 'require_ecc': True},
                     'nvidia_driver_repo_url': 'http://10.77.0.1:8080/artifacts/nvidia/cuda/debian12/x86_64',
                     'nvidia_driver_repo_key_url': 'https://mirror.example.org/key.pub'},
@@ -106,7 +106,7 @@ def test_preflight_refuses_values_the_spec_lets_through(tmp_path):
         '        name: "onprem.deepseek.{{ __role }}"\n        tasks_from: preflight.yml\n'
         '      loop: "{{ [inventory_hostname[:-2]] if inventory_hostname[:-2] in __roles else __roles }}"\n'
         '      loop_control:\n        loop_var: __role\n'
-        '      vars:\n        __roles: [baseline, preflight, nvidia_driver]\n')
+        '      vars:\n        __roles: [baseline, gpu_host, nvidia_driver]\n')
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg'), ANSIBLE_STDOUT_CALLBACK='ansible.builtin.json',
                ANSIBLE_NOCOLOR='1', ANSIBLE_FORCE_COLOR='0')
     result = subprocess.run(
