@@ -42,7 +42,6 @@ def test_each_role_validates_its_arguments_alone(tmp_path):
     assert validated == ROLES
 
 
-
 # Inputs the argument spec accepts (it turns a string or a number into a one-item list when it checks
 # it) but the roles would misuse: each must stop the read-only preflight that check_inputs.yml runs on
 # every host, with a message naming the variable. One inventory host (on this machine) per group of
@@ -65,10 +64,10 @@ BAD_INPUTS = {
     # A newline would add a chrony directive.
     'baseline_3': ({'baseline_ntp_servers': ['10.77.0.1\nallow all']}, ['baseline_ntp_servers: ["10.77.0.1\\nallow all"] is not']),
     'gpu_host_1': ({'gpu_host_free_disk_paths': '/var', 'gpu_host_pci_devices_path': 'sys/bus/pci',
-                     'gpu_host_min_kernel': 'five'},
-                    ['gpu_host_free_disk_paths: "/var" is not a non-empty list of absolute paths',
-                     'gpu_host_pci_devices_path: "sys/bus/pci" is not an absolute path',
-                     'gpu_host_min_kernel: "five" is not a kernel version']),
+                    'gpu_host_min_kernel': 'five'},
+                   ['gpu_host_free_disk_paths: "/var" is not a non-empty list of absolute paths',
+                    'gpu_host_pci_devices_path: "sys/bus/pci" is not an absolute path',
+                    'gpu_host_min_kernel: "five" is not a kernel version']),
     'gpu_host_2': ({'gpu_host_free_disk_paths': ['/', 'var']}, ['gpu_host_free_disk_paths: ["/", "var"] is not']),
     # A host without GPUs checks the repository URLs too (issue 16: they passed there).
     'nvidia_driver_1': ({'nvidia_driver_repo_url': 'not-a-url'},
@@ -147,3 +146,29 @@ def test_fio_check_is_not_run_in_check_mode(tmp_path):
     assert result.returncode == 0, ran
     assert 'check mode: fio is not run on localhost' in str(ran.get('Say that check mode does not measure the tiers'))
     assert not {'Find the mounted tiers', 'Run fio (random 4 KiB reads, then sequential 1 MiB reads)'} & set(ran), ran
+
+
+def test_entry_points_other_roles_call_have_tasks_and_are_validated(tmp_path):
+    """Every entry point in a role's argument spec besides main is a tasks file that others may call
+    (include_role tasks_from), and Ansible checks its spec: a wrong type fails before its first task."""
+    import yaml
+    for role in ROLES:
+        specs = yaml.safe_load((ROOT / 'roles' / role / 'meta' / 'argument_specs.yml').read_text())['argument_specs']
+        for entry in set(specs) - {'main'}:
+            assert (ROOT / 'roles' / role / 'tasks' / (entry + '.yml')).is_file(), (role, entry)
+    if not PLAYBOOK.exists() and not shutil.which('ansible-playbook'):
+        pytest.skip('needs ansible-playbook')
+    (tmp_path / 'entry.yml').write_text(
+        '---\n- name: Call pki retire_keys with a wrong type\n  hosts: localhost\n  gather_facts: false\n  tasks:\n'
+        '    - name: Delete replaced keys\n      ansible.builtin.include_role:\n        name: onprem.deepseek.pki\n'
+        '        tasks_from: retire_keys.yml\n      vars:\n        pki_retired_keys_kept: lots\n')
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg'), ANSIBLE_NOCOLOR='1', ANSIBLE_FORCE_COLOR='0')
+    result = subprocess.run(
+        [str(PLAYBOOK) if PLAYBOOK.exists() else 'ansible-playbook', '-i', 'localhost,', '-c', 'local',
+         '-e', 'ansible_python_interpreter=%s' % sys.executable, 'entry.yml'],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out[-3000:]
+    assert "Validating arguments against arg spec 'retire_keys'" in out, out[-3000:]
+    assert 'pki_retired_keys_kept' in out, out[-3000:]
+    assert 'Read the key records' not in out, out[-3000:]
