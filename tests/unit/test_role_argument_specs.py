@@ -161,7 +161,7 @@ def test_entry_points_other_roles_call_have_tasks_and_are_validated(tmp_path):
     (tmp_path / 'entry.yml').write_text(
         '---\n- name: Call pki retire_keys with a wrong type\n  hosts: localhost\n  gather_facts: false\n  tasks:\n'
         '    - name: Delete replaced keys\n      ansible.builtin.include_role:\n        name: onprem.deepseek.pki\n'
-        '        tasks_from: retire_keys.yml\n      vars:\n        pki_retired_keys_kept: lots\n')
+        '        tasks_from: retire_keys\n      vars:\n        pki_retired_keys_kept: lots\n')
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg'), ANSIBLE_NOCOLOR='1', ANSIBLE_FORCE_COLOR='0')
     result = subprocess.run(
         [str(PLAYBOOK) if PLAYBOOK.exists() else 'ansible-playbook', '-i', 'localhost,', '-c', 'local',
