@@ -692,3 +692,55 @@ def test_mig_gpu_without_row_or_page_data_passes_and_says_why():
     result = evaluate_readiness(facts, {'require_kernel_module_match': False, 'require_persistence_mode': False})
     assert check(result, 'memory_repair', 0)['detail'] == (
         'row remapping and page retirement not reported (MIG mode or not supported)')
+
+
+def test_every_check_of_a_healthy_h100_says_what_it_saw():
+    result = evaluate_readiness(facts_for('h100-sxm-8gpu.xml'), H100_POLICY)
+    assert [(c['name'], c['detail']) for c in result['checks'] if c['gpu'] in (None, 0)] == [
+        ('gpu_count', 'found 8 GPU(s), expected 8'),
+        ('driver_version', 'driver 535.161.08, minimum 535.104'),
+        ('kernel_module_match', 'kernel module 535.161.08 (proprietary) matches userland driver'),
+        ('fabric_manager', 'nvidia-fabricmanager is active'),
+        ('model', 'model NVIDIA H100 80GB HBM3, expected to contain H100'),
+        ('memory', 'memory 81559 MiB, minimum 80000 MiB'),
+        ('persistence_mode', 'persistence mode enabled'),
+        ('ecc', 'ECC enabled; volatile uncorrectable 0, aggregate uncorrectable 0'),
+        ('memory_repair', 'remapped rows: 0 correctable, 0 uncorrectable, pending no, failure no'),
+        ('pcie_link', 'gen 5 x16 (max gen 5 x16)'),
+        ('temperature', 'temperature 31 C, maximum 85 C'),
+        ('fabric', 'fabric state Completed, status Success'),
+    ]
+
+
+def test_unreported_values_fail_and_say_unknown():
+    facts = build_gpu_facts(xml_text=read('a100-sxm4-80gb-mig-4gpu.xml'), fabric_manager=(None, None))
+    facts['gpus'][0].update(name=None, memory_total_mib=None, persistence_mode=None)
+    result = evaluate_readiness(facts, {'expected_model': 'H100', 'min_memory_mib': 80000, 'require_fabric': True})
+    assert [(c['name'], c['passed'], c['detail']) for c in result['checks'] if c['gpu'] in (None, 0)] == [
+        ('gpu_count', True, 'found 4 GPU(s)'),
+        ('kernel_module_match', False, 'loaded kernel module version not readable from /proc/driver/nvidia/version'),
+        ('fabric_manager', False, 'nvidia-fabricmanager state unknown (systemctl not available)'),
+        ('model', False, 'model unknown, expected to contain H100'),
+        ('memory', False, 'memory unknown, minimum 80000 MiB'),
+        ('persistence_mode', False, 'persistence mode unknown'),
+        ('ecc', True, 'ECC enabled; volatile uncorrectable 0, aggregate uncorrectable 0'),
+        ('memory_repair', True, 'row remapping and page retirement not reported (MIG mode or not supported)'),
+        ('pcie_link', True, 'gen 4 x16 (max gen 4 x16)'),
+        ('temperature', True, 'temperature 27 C, maximum 85 C'),
+        ('fabric', False, 'fabric state unknown, status unknown (need Completed / Success)'),
+    ]
+    assert check(result, 'persistence_mode', 1)['detail'] == 'persistence mode disabled'
+
+
+def test_policy_none_keeps_defaults_except_where_none_means_auto():
+    # None for a boolean or limit means "default"; for expected_count / require_fabric it means "any" / "auto".
+    result = evaluate_readiness(facts_for('h100-sxm-8gpu.xml'),
+                                {'expected_count': None, 'require_fabric': None, 'require_ecc': None,
+                                 'max_temperature_c': None})
+    assert check(result, 'gpu_count', None)['detail'] == 'found 8 GPU(s)'
+    assert check(result, 'temperature', 0)['detail'] == 'temperature 31 C, maximum 85 C'
+    assert check(result, 'fabric', 0)['passed'] is True
+    facts = facts_for('h100-pcie.xml')
+    facts['gpus'][0]['ecc_enabled'] = None
+    result = evaluate_readiness(facts, {'require_ecc': None, 'require_kernel_module_match': False})
+    assert check(result, 'ecc', 0)['passed'] is False  # the default, require_ecc: true, still applies
