@@ -744,3 +744,11 @@ def test_policy_none_keeps_defaults_except_where_none_means_auto():
     facts['gpus'][0]['ecc_enabled'] = None
     result = evaluate_readiness(facts, {'require_ecc': None, 'require_kernel_module_match': False})
     assert check(result, 'ecc', 0)['passed'] is False  # the default, require_ecc: true, still applies
+
+
+def test_temperature_not_reported_passes_and_says_so():
+    facts = facts_for('h100-pcie.xml')
+    facts['gpus'][0]['temperature_c'] = None
+    result = evaluate_readiness(facts, {'require_kernel_module_match': False})
+    assert check(result, 'temperature', 0) == {
+        'name': 'temperature', 'gpu': 0, 'passed': True, 'detail': 'temperature not reported'}
