@@ -15,7 +15,7 @@ import hashlib
 import os
 import shutil
 
-from ansible_collections.onprem.deepseek.plugins.module_utils._artifact_copy import CHUNK_SIZE, verify_file
+from ansible_collections.onprem.deepseek.plugins.module_utils._artifact_copy import CHUNK_SIZE, default_workers, verify_files
 from ansible_collections.onprem.deepseek.plugins.module_utils._artifact_manifest import (
     MANIFEST_JSON,
     MANIFEST_SUMS,
@@ -99,14 +99,12 @@ def ensure_present(params, check_mode=False, opener=None):
     if present and store.stored_digest(version) == manifest.digest:
         need_stage = False
         if params.get("verify_existing"):
-            for entry in manifest.files:
-                problem = verify_file(os.path.join(store.version_dir(version), entry.path), entry, chunk_size)
-                if problem:
-                    if version == previous:
-                        raise ArtifactError("live version %s is damaged: %s; publish it as a new version or "
-                                            "switch current away first" % (version, problem))
-                    need_stage = True
-                    break
+            problem = verify_files(store.version_dir(version), manifest.files, chunk_size,
+                                   workers or default_workers())
+            if problem and version == previous:
+                raise ArtifactError("live version %s is damaged: %s; publish it as a new version or "
+                                    "switch current away first" % (version, problem))
+            need_stage = problem is not None
     elif present and version == previous:
         raise ArtifactError("version %s is live and %s does not match the manifest at %s; refusing to modify the "
                             "live version (publish a new version instead)"

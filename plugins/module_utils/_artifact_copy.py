@@ -383,3 +383,13 @@ def verify_file(path, entry, chunk_size=CHUNK_SIZE):
     if digest.hexdigest() != entry.sha256:
         return "file %s: sha256 mismatch (expected %s, got %s)" % (entry.path, entry.sha256, digest.hexdigest())
     return None
+
+
+def verify_files(root, entries, chunk_size=CHUNK_SIZE, workers=1):
+    """Re-hash the files of a staged version, up to ``workers`` at once.
+
+    Returns the first problem in manifest order, or None when every file matches.
+    """
+    def check(entry, _cancelled):
+        return verify_file(os.path.join(root, entry.path), entry, chunk_size)
+    return next((problem for problem in run_each(check, entries, workers) if problem), None)

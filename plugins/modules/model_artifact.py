@@ -85,6 +85,7 @@ options:
       - When O(version) is already staged with the same manifest, re-hash its files instead of
         trusting the stored manifest digest. A damaged copy that is not live is staged again;
         a damaged live copy makes the module fail naming the file.
+      - Up to O(workers) files are re-hashed at once.
     type: bool
     default: false
   manifest_sha256:
@@ -142,7 +143,8 @@ options:
     default: true
   workers:
     description:
-      - How many files are fetched, hashed and written at the same time.
+      - How many files are fetched, hashed and written (or re-hashed, see O(verify_existing)) at
+        the same time.
       - SHA-256 of one file runs on one core, so a model of many files stages faster with
         several at once; each file in flight holds three 4 MiB buffers.
       - When omitted, one per CPU the module may run on, at most 16.

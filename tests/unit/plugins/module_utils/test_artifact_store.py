@@ -384,3 +384,27 @@ def test_failure_among_parallel_files_never_becomes_current(store):
     _assert_live_untouched(store)
     assert os.listdir(store.dest / "m" / "versions") == ["v1"]
     assert json.loads((store.dest / "m" / ".history.json").read_text()) == {"activations": ["v1"]}
+
+
+def test_verify_existing_rehashes_files_side_by_side(store, monkeypatch):
+    import threading
+    files = {"shard-%d.bin" % i: payload(i, 30000) for i in range(3)}
+    publish(store.src, "v1", files=files)
+    run(params(store, "v1"))
+    meet = threading.Barrier(3, timeout=10)  # sequential re-hashing never gets three here
+    real = _artifact_copy.verify_file
+
+    calls = []
+
+    def verify_file(path, entry, chunk_size):
+        calls.append(entry.path)
+        meet.wait()
+        return real(path, entry, chunk_size)
+    monkeypatch.setattr(_artifact_copy, "verify_file", verify_file)
+    (store.dest / "m" / "versions" / "v1" / "shard-2.bin").write_bytes(payload(9, 30000))
+    (store.dest / "m" / "versions" / "v1" / "shard-1.bin").write_bytes(payload(9, 30000))
+    with pytest.raises(ArtifactError) as err:
+        run(params(store, "v1", verify_existing=True, workers=3))
+    # the first damaged file in manifest order, whichever finished first
+    assert str(err.value).startswith("live version v1 is damaged: file shard-1.bin: sha256 mismatch")
+    assert sorted(calls) == sorted(files)
