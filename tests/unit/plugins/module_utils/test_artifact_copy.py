@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from ansible_collections.onprem.deepseek.plugins.module_utils import _artifact_copy
 from ansible_collections.onprem.deepseek.plugins.module_utils._artifact_copy import run_each
 from ansible_collections.onprem.deepseek.plugins.module_utils._artifact_manifest import (
     ArtifactError,
@@ -171,3 +172,9 @@ def test_run_each_keeps_item_order_and_raises_after_all_threads_end():
         run_each(fail_on_two, range(3), 3)
     assert sorted(done) == [0, 1]
     assert copy_threads() == []
+
+
+@pytest.mark.parametrize("cpus, workers", [(1, 1), (2, 2), (15, 15), (16, 16), (17, 16), (128, 16)])
+def test_default_workers_is_one_per_usable_cpu_up_to_sixteen(monkeypatch, cpus, workers):
+    monkeypatch.setattr(_artifact_copy.os, "sched_getaffinity", lambda pid: set(range(cpus)))
+    assert _artifact_copy.default_workers() == workers
