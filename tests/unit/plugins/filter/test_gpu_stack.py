@@ -9,6 +9,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.onprem.deepseek.plugins.filter.gpu_stack import FilterModule
 from ansible_collections.onprem.deepseek.plugins.module_utils._gpu_stack import (
+    GpuStackError,
     compare_versions,
     cuda_min_driver,
     evaluate_lock,
@@ -180,3 +181,55 @@ def test_tensorrt_minimum_driver_boundary(driver, problems):
 def test_fabricmanager_package_name_changes_at_r580():
     assert fabricmanager_package('579') == 'nvidia-fabricmanager-579'
     assert fabricmanager_package('580') == 'nvidia-fabricmanager'
+
+
+def test_every_derived_value_of_a_full_lock():
+    assert evaluate_lock(LOCK_550) == {
+        'driver': '550.54.15', 'driver_branch': '550', 'fabricmanager': '550.54.15',
+        'fabricmanager_package': 'nvidia-fabricmanager-550',
+        'cuda': '12.4.1', 'cuda_package': 'cuda-toolkit-12-4', 'cuda_min_driver': '550.54.15', 'cuda_compat': 'toolkit',
+        'tensorrt': '10.0.1.6-1+cuda12.4', 'tensorrt_cuda': '12.4',
+        'deb_versions': {'driver': '550.54.15-1', 'fabricmanager': '550.54.15-1', 'cuda': '12.4.1-1',
+                         'tensorrt': '10.0.1.6-1+cuda12.4'},
+        'problems': [], 'valid': True,
+    }
+
+
+def test_malformed_values_are_each_named_and_derive_nothing():
+    result = evaluate_lock({'driver': 'abc', 'cuda': '12.x', 'package_revision': '-1', 'cuda_compat': 'loose',
+                            'dcgm': '3', 'zeta': 1})
+    assert result['problems'] == [
+        'gpu_stack_versions has unknown key(s): dcgm, zeta (known: driver, fabricmanager, cuda, tensorrt, '
+        'package_revision, cuda_compat)',
+        'gpu_stack_versions.cuda_compat is loose; it must be one of toolkit, minor',
+        'gpu_stack_versions.package_revision -1 is not a Debian revision',
+        'gpu_stack_versions.driver abc is not a driver version such as 550.54.15',
+        'gpu_stack_versions.cuda 12.x is not a CUDA version such as 12.4.1',
+    ]
+    assert (result['driver_branch'], result['fabricmanager_package'], result['cuda'], result['deb_versions']) == (
+        None, None, None, {})
+
+
+def test_malformed_driver_is_not_compared_with_cuda_minimum():
+    assert evaluate_lock({'driver': 'abc', 'cuda': '12.4.1'})['problems'] == [
+        'gpu_stack_versions.driver abc is not a driver version such as 550.54.15']
+
+
+def test_unknown_compat_mode_is_judged_as_toolkit():
+    assert evaluate_lock({'driver': '535.161.08', 'cuda': '12.4.1', 'cuda_compat': 'loose'})['problems'] == [
+        'gpu_stack_versions.cuda_compat is loose; it must be one of toolkit, minor',
+        'CUDA 12.4.1 needs driver 550.54.15 or newer; the lock has driver 535.161.08']
+
+
+def test_package_revision_goes_into_every_package_version():
+    result = evaluate_lock({'driver': '550.54.15', 'cuda': '12.4.1', 'package_revision': '0ubuntu1'})
+    assert result['deb_versions'] == {'driver': '550.54.15-0ubuntu1', 'fabricmanager': '550.54.15-0ubuntu1',
+                                      'cuda': '12.4.1-0ubuntu1'}
+
+
+def test_error_messages_name_what_was_given():
+    with pytest.raises(GpuStackError, match=r'^gpu_stack_versions must be a mapping \(driver, fabricmanager, cuda, '
+                                            r'tensorrt\), got list$'):
+        evaluate_lock(['550.54.15'])
+    with pytest.raises(GpuStackError, match=r"^gpu_stack_versions values must be version strings, got \[1\]$"):
+        evaluate_lock({'driver': [1]})
