@@ -1,5 +1,6 @@
 """API keys: format, salted hashes, write-once file, and the api_key module's main()."""
 import json
+import os
 import stat
 
 import pytest
@@ -136,3 +137,49 @@ def test_write_once_needs_an_existing_directory(tmp_path):
     with pytest.raises(s.SecretError, match="does not exist"):
         s.write_once(str(tmp_path / "missing" / "admin.key"), "k\n")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_hash_is_a_32_byte_scrypt_digest():
+    key, key_id = s.new_key("dsk", counting_bytes())
+    record = s.parse_hash(s.hash_key(key, FIXED_SALT))
+    assert len(record["hash"]) == 32 and record["salt"] == FIXED_SALT
+
+
+def test_write_once_stages_in_the_target_directory(tmp_path, monkeypatch):
+    # The temporary file must sit beside the target: link(2) does not cross filesystems.
+    links = []
+    real_link = s.os.link
+
+    def recording_link(src, dst):
+        links.append((src, dst))
+        return real_link(src, dst)
+    monkeypatch.setattr(s.os, "link", recording_link)
+    s.write_once(str(tmp_path / "admin.key"), "k\n")
+    (src, dst), = links
+    assert os.path.dirname(src) == str(tmp_path) and os.path.basename(src).startswith(".api-key-")
+    assert dst == str(tmp_path / "admin.key")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["admin.key"]
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda tmp: s.new_key("DSK"), "prefix 'DSK' must be 2-16 lowercase letters or digits, starting with a letter"),
+    (lambda tmp: s.key_id_of("dsk_nothex_x"), "not an API key of this collection's format"),
+    (lambda tmp: s.parse_hash(None), "stored API key hash is not in scrypt$n$r$p$id$salt$hash form"),
+    (lambda tmp: s.parse_hash("scrypt$1024$8$1$010101010101$AA==$AA=="),
+     "stored API key hash has weak or invalid scrypt parameters"),
+    (lambda tmp: s.write_once(str(tmp / "no" / "k"), "k"),
+     "directory %s for the API key file does not exist"),
+])
+def test_error_messages(tmp_path, call, message):
+    with pytest.raises(s.SecretError) as exc:
+        call(tmp_path)
+    expected = message % str(tmp_path / "no") if "%s" in message else message
+    assert str(exc.value) == expected
+
+
+def test_second_write_names_the_file(tmp_path):
+    out = tmp_path / "admin.key"
+    s.write_once(str(out), "k\n")
+    with pytest.raises(s.SecretError) as exc:
+        s.write_once(str(out), "other\n")
+    assert str(exc.value) == "%s exists; the key in it was already handed out" % out
