@@ -64,10 +64,13 @@ def host_key(root):
 def boot(spec, host, root, state_dir):
     log = host_dir(state_dir, host.name) / "console.log"
     # The console must be drained: systemd blocks writing to an unread one.
+    # CAP_NET_ADMIN (in the host's own network namespace), as root has on a real server: roles
+    # load their firewall rules (nftables). nspawn grants it only with a network it made itself.
     return spawn(
         ["systemd-nspawn", "--quiet", "--boot", "--register=no", "--keep-unit",
          f"--machine={spec.name}-{host.name}", f"--hostname={host.name}",
          f"--directory={root}", f"--network-namespace-path=/run/netns/{spec.host_netns(host.name)}",
+         "--capability=CAP_NET_ADMIN",
          "--console=read-only", "--resolv-conf=off", "--timezone=off", "--link-journal=no"],
         log,
     )
