@@ -18,6 +18,7 @@ import yaml
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
 
+from ansible_collections.onprem.deepseek.plugins.module_utils._inference_engine import deployment
 from ansible_collections.onprem.deepseek.plugins.module_utils._inference_plan import plan_inference
 
 ROLE = Path(__file__).resolve().parents[2] / "roles" / "inference"
@@ -71,6 +72,7 @@ def render(template, host="gpu-a1", hardware=None, plan_options=None, model="dee
     head = cluster[0] if cluster else host
     variables.update(
         ansible_managed="Ansible managed",
+        groups={"inference_nodes": list(HOSTS)},
         ansible_facts={"os_family": "Debian", "memtotal_mb": 2_000_000},
         inventory_hostname=host,
         hostvars={name: {"__inference_listen": address, "ansible_host": address} for name, address in HOSTS.items()},
@@ -85,6 +87,13 @@ def render(template, host="gpu-a1", hardware=None, plan_options=None, model="dee
         __inference_gpu={"skipped": True},
     )
     variables.update(overrides)
+    if "item" in overrides and "inference_instances" not in overrides:
+        variables["inference_instances"] = [overrides["item"]]  # the role renders each of them
+    templar = Templar(loader=loader, variables=variables)
+    # As preflight and configure set it: the role's inputs (vars/main.yml) through the function behind
+    # the onprem.deepseek.inference_engine filter.
+    if "__inference_engine" not in variables:
+        variables["__inference_engine"] = deployment(plan, templar.template(trust_as_template("{{ __inference_engine_inputs }}")))
     templar = Templar(loader=loader, variables=variables)
     return templar.template(trust_as_template((ROLE / "templates" / template).read_text()))
 
@@ -131,9 +140,11 @@ def check_hardening(entries, memory_max="95%"):
     assert one(entries, "User") == "deepseek" and one(entries, "Group") == "deepseek"
 
 
-def check_key_kept_out(text, entries):
+def check_key_kept_out(text, entries, name="main"):
     assert SECRET not in text
-    assert one(entries, "EnvironmentFile") == "/etc/deepseek/keys/inference.env"
+    # The key file, then the fingerprint of what the instance starts from.
+    assert entries[("Service", "EnvironmentFile")] == [
+        "/etc/deepseek/keys/inference.env", "/etc/deepseek/inference/%s.deployed" % name]
 
 
 def test_api_env_holds_the_key_for_systemd():
@@ -266,11 +277,11 @@ MULTI = {"hardware": H100X2, "inference_cluster_hosts": ["gpu-a1", "gpu-a2"]}
 
 
 def test_vllm_multi_node_ray_head_worker_and_api_unit():
-    head = unit(render("ray-head.service.j2", **MULTI, inference_hardware=H100X2))
+    head = unit(render("ray.service.j2", **MULTI, inference_hardware=H100X2))
     assert shlex.split(one(head, "ExecStart")) == [
         "/opt/deepseek/vllm-venv/bin/ray", "start", "--head", "--block", "--node-ip-address=10.10.1.11",
         "--port=6379", "--dashboard-host=127.0.0.1", "--num-gpus=8"]
-    worker = unit(render("ray-worker.service.j2", host="gpu-a2", **MULTI, inference_hardware=H100X2))
+    worker = unit(render("ray.service.j2", host="gpu-a2", **MULTI, inference_hardware=H100X2))
     assert shlex.split(one(worker, "ExecStart")) == [
         "/opt/deepseek/vllm-venv/bin/ray", "start", "--block", "--node-ip-address=10.10.1.12",
         "--address=10.10.1.11:6379", "--num-gpus=8"]
@@ -314,8 +325,8 @@ SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
     ("engine.service.j2", {"inference_engine": "sglang"}),
     ("engine.service.j2", {"inference_engine": "tensorrt_llm"}),
     ("engine.service.j2", dict(MULTI)),
-    ("ray-head.service.j2", dict(MULTI, inference_hardware=H100X2)),
-    ("ray-worker.service.j2", dict(MULTI, host="gpu-a2", inference_hardware=H100X2)),
+    ("ray.service.j2", dict(MULTI, inference_hardware=H100X2)),
+    ("ray.service.j2", dict(MULTI, host="gpu-a2", inference_hardware=H100X2)),
     ("podman.service.j2", {"inference_container_image": "r.example/x@sha256:" + "0" * 64, "__inference_container": True}),
 ])
 def test_systemd_analyze_verify(tmp_path, template, extra):
@@ -323,12 +334,13 @@ def test_systemd_analyze_verify(tmp_path, template, extra):
     # podman, when absent here, is pointed at one too (nothing else in the unit is changed).
     venv = tmp_path / "venv"
     (venv / "bin").mkdir(parents=True)
-    for name in ("python", "trtllm-serve", "ray", "podman"):
+    for name in ("python", "trtllm-serve", "ray", "podman", "nft"):
         (venv / "bin" / name).write_text("#!/bin/sh\nexit 0\n")
         (venv / "bin" / name).chmod(0o755)
     text = render(template, inference_venv=str(venv), **extra)
-    if not os.access("/usr/bin/podman", os.X_OK):
-        text = text.replace("/usr/bin/podman", str(venv / "bin" / "podman"))
+    for program in ("/usr/bin/podman", "/usr/sbin/nft"):
+        if not os.access(program, os.X_OK):
+            text = text.replace(program, str(venv / "bin" / os.path.basename(program)))
     name = "deepseek-ray.service" if template.startswith("ray") else "deepseek-inference-main.service"
     path = tmp_path / name
     path.write_text(text)
@@ -367,3 +379,94 @@ def test_instance_environment_overrides_the_role_environment():
     env = environment(entries)
     assert env["VLLM_CPU_OMP_THREADS_BIND"] == "1" and env["VLLM_CPU_KVCACHE_SPACE"] == "1"
     assert entries[("Service", "Environment")].count('"VLLM_CPU_OMP_THREADS_BIND=1"') == 1
+
+
+IMAGE = "registry.example.internal/vllm/vllm-openai@sha256:" + "ab" * 32
+# Every unit the role writes, with what it needs to render.
+UNITS = [
+    ("engine.service.j2", {}),
+    ("engine.service.j2", {"inference_engine": "sglang"}),
+    ("engine.service.j2", {"inference_engine": "tensorrt_llm"}),
+    ("engine.service.j2", dict(MULTI)),
+    ("podman.service.j2", {"inference_container_image": IMAGE, "__inference_container": True}),
+    ("ray.service.j2", dict(MULTI, inference_hardware=H100X2)),
+    ("ray.service.j2", dict(MULTI, host="gpu-a2", inference_hardware=H100X2)),
+]
+
+
+@pytest.mark.parametrize("template, extra", UNITS)
+def test_every_unit_lets_only_the_allowed_clients_in(template, extra):
+    entries = unit(render(template, inference_allowed_clients=["10.10.9.5", "10.10.8.0/24"], **extra))
+    assert one(entries, "IPAddressDeny") == "any"
+    allowed = one(entries, "IPAddressAllow").split()
+    assert allowed[:2] == ["127.0.0.0/8", "::1/128"] and allowed[-2:] == ["10.10.9.5/32", "10.10.8.0/24"]
+    # this node, and in a multi-node deployment the other node
+    assert allowed[2] == HOSTS[extra.get("host", "gpu-a1")] + "/32"
+    if "inference_cluster_hosts" in extra:
+        other = [address for name, address in HOSTS.items() if name != extra.get("host", "gpu-a1")]
+        assert other[0] + "/32" in allowed
+    # the role's nftables rules are loaded as root before the engine starts
+    assert entries[("Service", "ExecStartPre")][-1] == "+/usr/sbin/nft -f /etc/deepseek/inference/firewall.nft"
+    off = unit(render(template, inference_firewall=False, **extra))
+    assert all("nft" not in value for value in off.get(("Service", "ExecStartPre"), []))
+
+
+def test_the_default_clients_are_the_gateway_and_monitoring_hosts():
+    groups = {"inference_nodes": list(HOSTS), "deepseek_gateways": ["gw-a1", "gw-b1"], "deepseek_monitoring": ["mon-a1"]}
+    hostvars = {name: {"__inference_listen": address, "ansible_host": address} for name, address in HOSTS.items()}
+    hostvars.update({"gw-a1": {"ansible_host": "10.10.5.1"}, "gw-b1": {"ansible_host": "10.20.5.1"}, "mon-a1": {"ansible_host": "10.10.6.1"}})
+    entries = unit(render("engine.service.j2", groups=groups, hostvars=hostvars))
+    assert one(entries, "IPAddressAllow").split() == [
+        "127.0.0.0/8", "::1/128", "10.10.1.11/32", "10.10.5.1/32", "10.20.5.1/32", "10.10.6.1/32"]
+    # Without those groups: loopback and the node itself.
+    assert one(unit(render("engine.service.j2")), "IPAddressAllow").split() == ["127.0.0.0/8", "::1/128", "10.10.1.11/32"]
+
+
+def test_the_firewall_rules_reset_everyone_else_on_the_engine_ports():
+    text = render("firewall.nft.j2", __inference_firewall_id="0123456789abcdef", inference_allowed_clients=["10.10.9.5", "fd00::5"],
+                  inference_instances=[{"name": "a", "port": 8000}, {"name": "b", "port": 8001}])
+    assert "table inet deepseek_inference\ndelete table inet deepseek_inference\ntable inet deepseek_inference {" in text
+    assert 'comment "onprem.deepseek inference 0123456789abcdef"' in text
+    assert "elements = { 127.0.0.0/8, 10.10.1.11/32, 10.10.9.5/32 }" in text
+    assert "elements = { ::1/128, fd00::5/128 }" in text
+    assert "elements = { 8000, 8001 }" in text
+    rules = [line.strip() for line in text[text.index("chain input {"):].splitlines()[1:7]]
+    assert rules == [
+        "type filter hook input priority -10; policy accept;", 'iifname "lo" accept', "tcp dport != @engine_ports accept",
+        "ip saddr @allowed_ipv4 accept", "ip6 saddr @allowed_ipv6 accept", "meta l4proto tcp reject with tcp reset"]
+
+
+NFT = shutil.which("nft")
+
+
+@pytest.mark.skipif(NFT is None or os.geteuid() != 0, reason="needs nft and root (nft -c talks to the kernel)")
+def test_the_firewall_rules_parse(tmp_path):
+    path = tmp_path / "firewall.nft"
+    path.write_text(render("firewall.nft.j2", __inference_firewall_id="0123456789abcdef"))
+    result = subprocess.run([NFT, "-c", "-f", str(path)], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_crashed_engine_is_restarted_and_the_fingerprint_is_read_at_start():
+    for template, extra in UNITS[:5]:
+        entries = unit(render(template, **extra))
+        assert one(entries, "Restart") == "always"
+        assert entries[("Service", "EnvironmentFile")][-1] == "/etc/deepseek/inference/main.deployed"
+
+
+def test_inventory_values_reach_the_unit_escaped():
+    text = render("engine.service.j2", inference_device="cpu", inference_served_model_name="tiny 100%",
+                  inference_environment={"PROMPT_PREFIX": 'say "hi" 5% $HOME'})
+    entries = unit(text)
+    assert one(entries, "Description", "Unit").endswith("tiny 100%% on 10.10.1.11:8000")
+    assert '"PROMPT_PREFIX=say \\"hi\\" 5%% $HOME"' in entries[("Service", "Environment")]
+    assert len([line for line in text.splitlines() if line.startswith("ExecStartPre=")]) == 1
+
+
+def test_the_plans_dtype_reaches_the_engine_configuration():
+    t4 = {"gpu_model": "Tesla T4", "gpu_memory_gib": 15, "gpus_per_node": 1, "nodes": 1}
+    options = config(render("vllm.yaml.j2", model="deepseek-r1-distill-qwen-1.5b", hardware=t4))
+    assert options["dtype"] == "float16"
+    # an explicit engine option still wins (the sandbox's bfloat16 on CPU)
+    assert config(render("vllm.yaml.j2", model="deepseek-r1-distill-qwen-1.5b", hardware=t4,
+                         inference_engine_options={"dtype": "bfloat16"}))["dtype"] == "bfloat16"
