@@ -1,0 +1,470 @@
+"""The gateway policy: compiling roles and principals, routing, the request oracle, A/B splits."""
+import base64
+import copy
+import hashlib
+import json
+
+import pytest
+
+from ansible_collections.onprem.deepseek.plugins.module_utils import _pki_secrets as secrets
+from ansible_collections.onprem.deepseek.plugins.module_utils._gateway_policy import (
+    DEFAULT_LIMITS,
+    LIMIT_MAX,
+    MAX_SUBJECT,
+    MAX_WEIGHT,
+    MODEL_MAX,
+    GatewayPolicyError,
+    compile_policy,
+    compile_splits,
+    decide,
+    normalise_path,
+    route_action,
+    split_assign,
+    visible_models,
+)
+
+MODELS = ["deepseek-r1", "deepseek-coder-v2", "deepseek-coder-lite", "deepseek-ai/DeepSeek-V3"]
+CODERS = sorted(m for m in MODELS if m.startswith("deepseek-coder"))
+CHAT = "/v1/chat/completions"
+
+
+def roles():
+    return {
+        "reader": {"resources": ["model/*"], "actions": ["read"]},
+        "r1-user": {"resources": ["model/deepseek-r1"], "actions": ["read", "execute"]},
+        "coder": {"resources": ["model/deepseek-coder*"], "actions": ["execute"]},
+        "ops": {"resources": ["model/*"], "actions": ["admin"]},
+    }
+
+
+@pytest.fixture(scope="module")
+def keys():
+    """Five real keys and their stored hashes (scrypt is slow: made once)."""
+    made = {}
+    for name in ("alice", "bob", "carol", "carol-old", "dave"):
+        key, key_id = secrets.new_key("dsk")
+        made[name] = {"key": key, "id": key_id, "stored": secrets.hash_key(key)}
+    return made
+
+
+def principals(keys):
+    return [
+        {"name": "alice", "roles": ["reader", "coder"], "keys": [keys["alice"]["stored"]],
+         "limits": {"concurrency": 2}, "mtls_subject": "CN=alice,O=Example"},
+        {"name": "bob", "roles": ["coder"], "keys": [keys["bob"]["stored"]]},
+        {"name": "carol", "roles": ["r1-user"], "keys": [keys["carol"]["stored"], keys["carol-old"]["stored"]],
+         "revoked_keys": [keys["carol-old"]["id"]]},
+        {"name": "dave", "roles": []},
+    ]
+
+
+@pytest.fixture(scope="module")
+def policy(keys):
+    return compile_policy(roles(), principals(keys), {"dave": [keys["dave"]["stored"]]}, MODELS,
+                          {"requests_per_second": 5})
+
+
+def bearer(keys, name):
+    return "Bearer " + keys[name]["key"]
+
+
+def body(model, **extra):
+    return json.dumps(dict(extra, model=model)).encode()
+
+
+# --- compile_policy -----------------------------------------------------------------------------
+
+def test_grants_are_resolved_per_action_and_everything_else_is_denied(policy):
+    alice = policy["principals"]["alice"]
+    assert alice["roles"] == ["coder", "reader"]
+    assert alice["allow"] == {"read": sorted(MODELS), "execute": CODERS, "admin": []}
+    assert policy["principals"]["carol"]["allow"] == {"read": ["deepseek-r1"], "execute": ["deepseek-r1"], "admin": []}
+    assert policy["principals"]["dave"]["allow"] == {"read": [], "execute": [], "admin": []}
+    json.dumps(policy)
+
+
+def test_limits_fill_from_defaults_then_built_in_values(policy, keys):
+    assert policy["principals"]["alice"]["limits"] == dict(DEFAULT_LIMITS, requests_per_second=5, concurrency=2)
+    assert policy["principals"]["bob"]["limits"] == dict(DEFAULT_LIMITS, requests_per_second=5)
+    assert compile_policy(roles(), principals(keys)[1:2], None, MODELS)["principals"]["bob"]["limits"] == DEFAULT_LIMITS
+
+
+def test_key_index_holds_only_hashes_and_leaves_revoked_keys_out(policy, keys):
+    for name in ("alice", "bob", "carol", "dave"):
+        entry = policy["keys"][keys[name]["id"]]
+        record = secrets.parse_hash(keys[name]["stored"])
+        assert entry == {"principal": name.split("-")[0], "n": record["n"], "r": record["r"], "p": record["p"],
+                         "salt": base64.b64encode(record["salt"]).decode(),
+                         "hash": base64.b64encode(record["hash"]).decode()}
+    assert keys["carol-old"]["id"] not in policy["keys"]
+    assert policy["revoked"] == [keys["carol-old"]["id"]]
+    text = json.dumps(policy)
+    assert not any(k["key"].split("_", 2)[2] in text for k in keys.values())
+
+
+def test_mtls_subject_index(policy):
+    assert policy["mtls"] == {"CN=alice,O=Example": "alice"}
+    assert policy["principals"]["bob"]["mtls_subject"] is None
+
+
+def test_star_is_the_only_wildcard_and_crosses_slashes(keys):
+    r = {"all": {"resources": ["model/*"], "actions": ["read"]},
+         "org": {"resources": ["model/deepseek-ai/*"], "actions": ["read"]}}
+    ps = [{"name": "a", "roles": ["all"]}, {"name": "b", "roles": ["org"]}]
+    compiled = compile_policy(r, ps, None, MODELS)
+    assert compiled["principals"]["a"]["allow"]["read"] == sorted(MODELS)
+    assert compiled["principals"]["b"]["allow"]["read"] == ["deepseek-ai/DeepSeek-V3"]
+    for pattern in ("model/deepseek-r?", "model/deepseek-[rc]1"):
+        with pytest.raises(GatewayPolicyError, match=r"gateway_roles\.x\.resources\[0\]: .*wildcard"):
+            compile_policy({"x": {"resources": [pattern], "actions": ["read"]}}, [], None, MODELS)
+
+
+def test_patterns_that_match_no_served_model_are_reported():
+    r = {"x": {"resources": ["model/deepseek-r1", "model/llama*"], "actions": ["read"]}}
+    assert compile_policy(r, [], None, MODELS)["unmatched"] == ["gateway_roles.x.resources[1]"]
+    assert compile_policy(r, [], None, MODELS + ["llama-3"])["unmatched"] == []
+
+
+def test_generation_is_the_hash_of_everything_else_and_follows_every_change(policy, keys):
+    rest = {k: v for k, v in policy.items() if k != "generation"}
+    canonical = json.dumps(rest, sort_keys=True, separators=(",", ":")).encode()
+    assert policy["generation"] == hashlib.sha256(canonical).hexdigest()
+
+    def gen(ps=None, extra=None, models=MODELS, defaults=None):
+        return compile_policy(roles(), ps or principals(keys), extra, models, defaults)["generation"]
+
+    base = gen()
+    assert gen() == base
+    reordered = principals(keys)
+    reordered[0]["roles"] = list(reversed(reordered[0]["roles"]))
+    assert gen(reordered) == base
+    changed = principals(keys)
+    changed[1]["limits"] = {"concurrency": 3}
+    revoked = principals(keys)
+    revoked[1]["revoked_keys"] = [keys["bob"]["id"]]
+    variants = [gen(changed), gen(revoked), gen(extra={"dave": [keys["dave"]["stored"]]}),
+                gen(models=MODELS + ["other"]), gen(defaults={"concurrency": 1})]
+    assert len({base, *variants}) == len(variants) + 1
+
+
+def bad_hash(n):
+    return "scrypt$%d$8$1$0123456789ab$AAAA$AAAA" % n
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda r, p, k: r.__setitem__("bad role", r.pop("ops")), r"^gateway_roles: 'bad role' must be"),
+    (lambda r, p, k: r["reader"].__setitem__("actions", ["read", "write"]),
+     r"^gateway_roles\.reader\.actions\[1\]: unknown action 'write'"),
+    (lambda r, p, k: r["reader"].__setitem__("actions", []), r"^gateway_roles\.reader\.actions: must not be empty"),
+    (lambda r, p, k: r["reader"].__setitem__("resources", []),
+     r"^gateway_roles\.reader\.resources: must not be empty"),
+    (lambda r, p, k: r["reader"].__setitem__("resources", ["models/x"]),
+     r"^gateway_roles\.reader\.resources\[0\]: 'models/x' must start with 'model/'"),
+    (lambda r, p, k: r["reader"].__setitem__("resources", ["model/"]), r"^gateway_roles\.reader\.resources\[0\]"),
+    (lambda r, p, k: r["reader"].__setitem__("resources", ["model/" + "a" * (MODEL_MAX + 1)]),
+     r"^gateway_roles\.reader\.resources\[0\]"),
+    (lambda r, p, k: r["reader"].__setitem__("resource", ["model/*"]),
+     r"^gateway_roles\.reader: unknown field 'resource'"),
+    (lambda r, p, k: r.__setitem__("ops", ["model/*"]), r"^gateway_roles\.ops: must be a mapping"),
+    (lambda r, p, k: p[1].__setitem__("roles", ["auditor"]),
+     r"^gateway_principals\[1\]\.roles\[0\]: unknown role 'auditor'"),
+    (lambda r, p, k: p[1].__setitem__("roles", ["coder", "coder"]),
+     r"^gateway_principals\[1\]\.roles\[1\]: duplicate role 'coder'"),
+    (lambda r, p, k: p[3].__setitem__("name", "alice"), r"^gateway_principals\[3\]\.name: duplicate principal 'alice'"),
+    (lambda r, p, k: p[3].__setitem__("name", "dave smith"), r"^gateway_principals\[3\]\.name: 'dave smith'"),
+    (lambda r, p, k: p[3].__setitem__("name", "d" * 65), r"^gateway_principals\[3\]\.name"),
+    (lambda r, p, k: p[3].__setitem__("name", "dave\n"), r"^gateway_principals\[3\]\.name"),
+    (lambda r, p, k: p[3].__setitem__("name", "_dave"), r"^gateway_principals\[3\]\.name"),
+    (lambda r, p, k: p[3].pop("roles"), r"^gateway_principals\[3\]: missing field 'roles'"),
+    (lambda r, p, k: p[3].__setitem__("role", []), r"^gateway_principals\[3\]: unknown field 'role'"),
+    (lambda r, p, k: p[1]["keys"].append(k["alice"]["stored"]),
+     r"^gateway_principals\[1\]\.keys\[1\]: key id [0-9a-f]{12} is already a key of principal 'alice'"),
+    (lambda r, p, k: p[1]["keys"].append(k["bob"]["stored"]), r"^gateway_principals\[1\]\.keys\[1\]: key id"),
+    (lambda r, p, k: p[1]["keys"].append("dsk_0123456789ab_secret"), r"^gateway_principals\[1\]\.keys\[1\]: stored"),
+    (lambda r, p, k: p[1]["keys"].append(bad_hash(2 ** 13)), r"^gateway_principals\[1\]\.keys\[1\]: .*weak"),
+    (lambda r, p, k: p[1]["keys"].append(None), r"^gateway_principals\[1\]\.keys\[1\]: must be a stored"),
+    (lambda r, p, k: p[1].__setitem__("revoked_keys", ["0123456789AB"]),
+     r"^gateway_principals\[1\]\.revoked_keys\[0\]: '0123456789AB' is not"),
+    (lambda r, p, k: p[1].__setitem__("revoked_keys", ["0123456789ab\n"]),
+     r"^gateway_principals\[1\]\.revoked_keys\[0\]"),
+    (lambda r, p, k: p[1].__setitem__("revoked_keys", ["0123456789a"]), r"^gateway_principals\[1\]\.revoked_keys\[0\]"),
+    (lambda r, p, k: p[1].__setitem__("mtls_subject", "CN=alice,O=Example"),
+     r"^gateway_principals\[1\]\.mtls_subject: subject already belongs to principal 'alice'"),
+    (lambda r, p, k: p[1].__setitem__("mtls_subject", "CN=bob "), r"^gateway_principals\[1\]\.mtls_subject"),
+    (lambda r, p, k: p[1].__setitem__("mtls_subject", "CN=bob\n"), r"^gateway_principals\[1\]\.mtls_subject"),
+    (lambda r, p, k: p[1].__setitem__("mtls_subject", ""), r"^gateway_principals\[1\]\.mtls_subject"),
+    (lambda r, p, k: p[1].__setitem__("mtls_subject", "C" * (MAX_SUBJECT + 1)), r"^gateway_principals\[1\]\.mtls"),
+    (lambda r, p, k: p[1].__setitem__("limits", {"concurrency": 0}),
+     r"^gateway_principals\[1\]\.limits\.concurrency: 0 must be an integer from 1"),
+    (lambda r, p, k: p[1].__setitem__("limits", {"concurrency": LIMIT_MAX + 1}),
+     r"^gateway_principals\[1\]\.limits\.concurrency"),
+    (lambda r, p, k: p[1].__setitem__("limits", {"concurrency": True}),
+     r"^gateway_principals\[1\]\.limits\.concurrency"),
+    (lambda r, p, k: p[1].__setitem__("limits", {"concurrency": "2"}),
+     r"^gateway_principals\[1\]\.limits\.concurrency"),
+    (lambda r, p, k: p[1].__setitem__("limits", {"burst": 2}),
+     r"^gateway_principals\[1\]\.limits: unknown field 'burst'"),
+    (lambda r, p, k: p.append("eve"), r"^gateway_principals\[4\]: must be a mapping"),
+])
+def test_invalid_variables_are_refused_naming_the_path(keys, edit, message):
+    r, p = roles(), principals(keys)
+    edit(r, p, keys)
+    with pytest.raises(GatewayPolicyError, match=message):
+        compile_policy(r, p, None, MODELS)
+
+
+@pytest.mark.parametrize("keys_var,models,defaults,message", [
+    ({"mallory": []}, MODELS, None, r"^gateway_keys\.mallory: unknown principal 'mallory'"),
+    ({"dave": "scrypt$"}, MODELS, None, r"^gateway_keys\.dave: must be a list"),
+    ({"dave": ["alice"]}, MODELS, None, r"^gateway_keys\.dave\[0\]: stored"),
+    ([], MODELS, None, r"^gateway_keys: must be a mapping"),
+    (None, MODELS + ["deepseek-r1"], None, r"^models\[4\]: duplicate model 'deepseek-r1'"),
+    (None, ["a//b"], None, r"^models\[0\]: 'a//b' is not a model name"),
+    (None, ["a/../b"], None, r"^models\[0\]"),
+    (None, ["-a"], None, r"^models\[0\]"),
+    (None, ["deepseek-r1\n"], None, r"^models\[0\]"),
+    (None, ["a/.b"], None, r"^models\[0\]"),
+    (None, ["a/"], None, r"^models\[0\]"),
+    (None, ["a" * (MODEL_MAX + 1)], None, r"^models\[0\]"),
+    (None, "deepseek-r1", None, r"^models: must be a list"),
+    (None, MODELS, {"concurrency": -1}, r"^gateway_default_limits\.concurrency: -1"),
+    (None, MODELS, ["concurrency"], r"^gateway_default_limits: must be a mapping"),
+])
+def test_invalid_keys_models_and_defaults(keys, keys_var, models, defaults, message):
+    with pytest.raises(GatewayPolicyError, match=message):
+        compile_policy(roles(), principals(keys), keys_var, models, defaults)
+
+
+def test_boundaries_that_are_accepted(keys):
+    p = principals(keys)
+    p[1]["limits"] = {"concurrency": 1, "tokens_per_minute": LIMIT_MAX}
+    p[1]["mtls_subject"] = "C" * MAX_SUBJECT
+    p[3]["name"] = "d" * 64
+    models = MODELS + ["a" * MODEL_MAX]
+    r = roles()
+    r["reader"]["resources"] = ["model/" + "a" * MODEL_MAX]
+    compiled = compile_policy(r, p, None, models)
+    assert compiled["principals"]["bob"]["limits"]["concurrency"] == 1
+    assert compiled["principals"]["alice"]["allow"]["read"] == ["a" * MODEL_MAX]
+    assert "d" * 64 in compiled["principals"]
+
+
+# --- routing ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method,path,expected", [
+    ("GET", "/v1/models", (200, "read")),
+    ("POST", "/v1/chat/completions", (200, "execute")),
+    ("POST", "/v1/completions", (200, "execute")),
+    ("POST", "/v1/embeddings", (200, "execute")),
+    ("GET", "/health", (200, "public")),
+    ("POST", "/v1/models", (405, None)),
+    ("GET", "/v1/chat/completions", (405, None)),
+    ("get", "/v1/models", (405, None)),
+    ("POST", "/health", (405, None)),
+    ("GET", "/v1/models/", (404, None)),
+    ("GET", "/V1/models", (404, None)),
+    ("GET", "/", (404, None)),
+    ("POST", "/v1/chat/completions/x", (404, None)),
+    ("GET", "/v1//models", (200, "read")),
+    ("GET", "//v1/./models", (200, "read")),
+    ("GET", "/v1/x/../models", (200, "read")),
+    ("GET", "/v1/models/.", (404, None)),
+    ("GET", "/v1/%6dodels", (200, "read")),
+    ("GET", "/v1/%2e%2e/v1/models", (200, "read")),
+    ("GET", "/v1/models?limit=5", (200, "read")),
+    ("GET", "/../v1/models", (400, None)),
+    ("GET", "/v1/../../v1/models", (400, None)),
+    ("GET", "/%2e%2e/v1/models", (400, None)),
+    ("GET", "/v1%2fmodels", (400, None)),
+    ("GET", "/v1%2Fmodels", (400, None)),
+    ("GET", "/v1/%252e%252e/models", (400, None)),
+    ("GET", "/v1/models%00", (400, None)),
+    ("GET", "/v1/models%7f", (400, None)),
+    ("GET", "/v1/mod%zzels", (400, None)),
+    ("GET", "/v1/models%", (400, None)),
+    ("GET", "/v1/%ff", (400, None)),
+    ("GET", "/v1/%5cmodels", (400, None)),
+    ("GET", "/v1\\models", (400, None)),
+    ("GET", "/v1/mo dels", (400, None)),
+    ("GET", "/v1/modèls", (400, None)),
+    ("GET", "v1/models", (400, None)),
+    ("GET", "/v1/models#x", (400, None)),
+    ("GET", "", (400, None)),
+    ("GET", None, (400, None)),
+])
+def test_route_action(method, path, expected):
+    assert route_action(method, path) == expected
+
+
+def test_normalise_path_keeps_the_query_apart():
+    assert normalise_path("/a//b/./c/../d/?x=%2F") == ("/a/b/d/", "x=%2F")
+    assert normalise_path("/a/b/..") == ("/a/", "")
+
+
+# --- decide -------------------------------------------------------------------------------------
+
+def test_public_and_unknown_routes_need_no_key(policy):
+    assert decide(policy, None, "GET", "/health", b"") == (200, None, None)
+    assert decide(policy, None, "GET", "/admin", b"") == (404, None, None)
+    assert decide(policy, None, "DELETE", "/v1/models", b"") == (405, None, None)
+    assert decide(policy, None, "GET", "/../health", b"") == (400, None, None)
+
+
+@pytest.mark.parametrize("header", [
+    None, "", "Bearer", "Bearer ", "Basic YWxpY2U6cHc=", "Bearer dsk_123_abc", "Bearer  {alice}", "{alice}",
+    "Bearer {alice} ", "Bearer {alice}\n", "Bearer {unknown}", "Bearer {forged}", "Bearer {carol-old}",
+])
+def test_missing_malformed_unknown_forged_and_revoked_keys_are_401(policy, keys, header):
+    if header:
+        unknown, _ = secrets.new_key("dsk")
+        alice = keys["alice"]["key"]
+        forged = alice[:-1] + ("A" if alice[-1] != "A" else "B")
+        header = header.format(alice=alice, unknown=unknown, forged=forged,
+                               **{"carol-old": keys["carol-old"]["key"]})
+    assert decide(policy, header, "GET", "/v1/models", b"") == (401, None, None)
+
+
+def test_scheme_is_case_insensitive_and_extra_keys_work(policy, keys):
+    assert decide(policy, "bearer " + keys["carol"]["key"], "GET", "/v1/models", b"") == (200, "carol", None)
+    assert decide(policy, bearer(keys, "dave"), "GET", "/v1/models", b"") == (403, "dave", None)
+
+
+@pytest.mark.parametrize("query", ["?api_key={key}", "?KEY={key}", "?token=x", "?x={key}", "?{key}", "?x=%s"])
+def test_keys_in_the_query_string_are_refused(policy, keys, query):
+    key = keys["alice"]["key"]
+    query = query.format(key=key).replace("%s", key.replace("_", "%5F"))
+    assert decide(policy, bearer(keys, "alice"), "GET", "/v1/models" + query, b"") == (401, None, None)
+    assert decide(policy, None, "GET", "/health" + query, b"") == (401, None, None)
+
+
+def test_harmless_query_is_allowed(policy, keys):
+    assert decide(policy, bearer(keys, "alice"), "GET", "/v1/models?limit=5", b"") == (200, "alice", None)
+
+
+def test_revocation_holds_even_if_the_key_is_back_in_the_index(policy, keys):
+    tampered = copy.deepcopy(policy)
+    record = secrets.parse_hash(keys["carol-old"]["stored"])
+    tampered["keys"][keys["carol-old"]["id"]] = dict(tampered["keys"][keys["carol"]["id"]],
+                                                     salt=base64.b64encode(record["salt"]).decode(),
+                                                     hash=base64.b64encode(record["hash"]).decode())
+    assert decide(tampered, bearer(keys, "carol-old"), "GET", "/v1/models", b"") == (401, None, None)
+    tampered["revoked"] = []
+    assert decide(tampered, bearer(keys, "carol-old"), "GET", "/v1/models", b"") == (200, "carol", None)
+    del tampered["principals"]["carol"]
+    assert decide(tampered, bearer(keys, "carol-old"), "GET", "/v1/models", b"") == (401, None, None)
+
+
+def test_model_listing_needs_at_least_one_readable_model(policy, keys):
+    assert decide(policy, bearer(keys, "alice"), "GET", "/v1/models", b"") == (200, "alice", None)
+    assert decide(policy, bearer(keys, "carol"), "GET", "/v1/models", b"") == (200, "carol", None)
+    assert decide(policy, bearer(keys, "bob"), "GET", "/v1/models", b"") == (403, "bob", None)
+    assert visible_models(policy, "alice") == sorted(MODELS)
+    assert visible_models(policy, "carol") == ["deepseek-r1"]
+    assert visible_models(policy, "bob") == []
+    assert visible_models(policy, "nobody") == []
+
+
+@pytest.mark.parametrize("name,path,model,status", [
+    ("alice", CHAT, "deepseek-coder-v2", 200),
+    ("alice", "/v1/completions", "deepseek-coder-lite", 200),
+    ("alice", "/v1/embeddings", "deepseek-r1", 403),
+    ("bob", CHAT, "deepseek-coder-lite", 200),
+    ("bob", CHAT, "deepseek-r1", 403),
+    ("carol", CHAT, "deepseek-r1", 200),
+    ("carol", CHAT, "deepseek-coder-v2", 403),
+    ("carol", CHAT, "unknown-model", 403),
+    ("dave", CHAT, "deepseek-r1", 403),
+])
+def test_execute_is_allowed_only_for_granted_models(policy, keys, name, path, model, status):
+    assert decide(policy, bearer(keys, name), "POST", path, body(model, messages=[])) == (status, name, model)
+
+
+@pytest.mark.parametrize("payload", [
+    None, "", b"", b"not json", b"[]", b'"deepseek-r1"', b"{}", b'{"model": 1}', b'{"model": ""}',
+    b'{"model": null}', b'{"model": ["deepseek-coder-v2"]}',
+    b'{"model": "deepseek-r1", "model": "deepseek-coder-v2"}',
+    b'{"model": "deepseek-coder-v2", "temperature": NaN}',
+    b'{"model": "deepseek-coder-v2", "x": "\xff"}',
+    '{"model": "deepseek-coder-v2"}'.encode("utf-16"),
+    b'\xef\xbb\xbf{"model": "deepseek-coder-v2"}',
+])
+def test_execute_needs_a_json_object_naming_one_model(policy, keys, payload):
+    assert decide(policy, bearer(keys, "bob"), "POST", CHAT, payload) == (400, "bob", None)
+
+
+def test_bytearray_body_is_read(policy, keys):
+    assert decide(policy, bearer(keys, "bob"), "POST", CHAT, bytearray(body("deepseek-coder-v2"))) == \
+        (200, "bob", "deepseek-coder-v2")
+
+
+# --- A/B splits ---------------------------------------------------------------------------------
+
+def split(weights=(70, 20, 10), salt="s1", name="r1-vs-v3"):
+    return {"name": name, "salt": salt,
+            "variants": [{"name": "v%d" % i, "weight": w} for i, w in enumerate(weights)]}
+
+
+def test_assignment_is_sticky_and_follows_the_documented_hash():
+    s = split()
+    for i in range(200):
+        principal = "user-%d" % i
+        first = split_assign(principal, s)
+        assert split_assign(principal, copy.deepcopy(s)) == first
+        bucket = int.from_bytes(hashlib.sha256(("s1" + principal).encode()).digest()[:4], "big") % 100
+        assert first == ("v0" if bucket < 70 else "v1" if bucket < 90 else "v2")
+
+
+def test_salt_reshuffles_assignments():
+    a = [split_assign("user-%d" % i, split(salt="a")) for i in range(500)]
+    b = [split_assign("user-%d" % i, split(salt="b")) for i in range(500)]
+    assert a != b
+
+
+@pytest.mark.parametrize("weights", [(70, 20, 10), (1, 1), (0, 3, 1), (MAX_WEIGHT, 1)])
+def test_proportions_follow_the_weights(weights):
+    counts = {}
+    total = 10000
+    for i in range(total):
+        variant = split_assign("principal-%05d" % i, split(weights))
+        counts[variant] = counts.get(variant, 0) + 1
+    for i, weight in enumerate(weights):
+        share = counts.get("v%d" % i, 0) / total
+        assert abs(share - weight / sum(weights)) < 0.02, (weights, counts)
+        if weight == 0:
+            assert "v%d" % i not in counts
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda s: s["variants"].__setitem__(0, {"name": "v0", "weight": -1}),
+     r"^gateway_splits\[1\]\.variants\[0\]\.weight: -1 must be"),
+    (lambda s: s["variants"].__setitem__(0, {"name": "v0", "weight": MAX_WEIGHT + 1}),
+     r"^gateway_splits\[1\]\.variants\[0\]\.weight"),
+    (lambda s: s["variants"].__setitem__(0, {"name": "v0", "weight": True}),
+     r"^gateway_splits\[1\]\.variants\[0\]\.weight"),
+    (lambda s: s["variants"].__setitem__(0, {"name": "v0", "weight": 1.5}),
+     r"^gateway_splits\[1\]\.variants\[0\]\.weight"),
+    (lambda s: s.__setitem__("variants", [{"name": "a", "weight": 0}, {"name": "b", "weight": 0}]),
+     r"^gateway_splits\[1\]\.variants: weights add up to 0"),
+    (lambda s: s.__setitem__("variants", []), r"^gateway_splits\[1\]\.variants: must not be empty"),
+    (lambda s: s["variants"][1].__setitem__("name", "v0"),
+     r"^gateway_splits\[1\]\.variants\[1\]\.name: duplicate variant 'v0'"),
+    (lambda s: s["variants"][1].pop("weight"), r"^gateway_splits\[1\]\.variants\[1\]: missing field 'weight'"),
+    (lambda s: s.__setitem__("salt", ""), r"^gateway_splits\[1\]\.salt: must be a non-empty string"),
+    (lambda s: s.pop("salt"), r"^gateway_splits\[1\]: missing field 'salt'"),
+    (lambda s: s.__setitem__("seed", 1), r"^gateway_splits\[1\]: unknown field 'seed'"),
+    (lambda s: s.__setitem__("name", "other"), r"^gateway_splits\[1\]\.name: duplicate split 'other'"),
+])
+def test_invalid_splits_are_refused_naming_the_path(edit, message):
+    second = split(name="second")
+    edit(second)
+    with pytest.raises(GatewayPolicyError, match=message):
+        compile_splits([split(name="other"), second])
+
+
+def test_weight_boundaries_that_are_accepted():
+    compile_splits([split((0, MAX_WEIGHT)), split((1,), name="one")])
+    assert split_assign("anyone", split((0, 1))) == "v1"
+    with pytest.raises(GatewayPolicyError, match=r"^gateway_split: principal must be"):
+        split_assign("", split())
+    with pytest.raises(GatewayPolicyError, match=r"^gateway_splits\[0\]\.variants"):
+        split_assign("x", split((0,)), where="gateway_splits[0]")
