@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -74,17 +76,28 @@ def up(spec):
         raise
 
 
+@contextlib.contextmanager
+def machine_lock(cache):
+    """Sandboxes may come up side by side (molecule lanes): the shared image cache, wheelhouse
+    and router are built by one of them at a time."""
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def _up(spec, state):
     started = time.monotonic()
     cache = CACHE_ROOT
     images = {}
-    for host_type in sorted({h.type for h in spec.hosts}):
-        images[host_type] = rootfs.ensure(spec, cache / "images", host_type)
+    with machine_lock(cache):
+        for host_type in sorted({h.type for h in spec.hosts}):
+            images[host_type] = rootfs.ensure(spec, cache / "images", host_type)
+        network.ensure_router(spec)
+        www = mirror.prepare_www(spec, state.dir, cache / "wheels")
     _, pubkey = ssh_material(spec, state)
 
-    network.ensure_router(spec)
     mirror_cache = cache / "mirror" / spec.name
-    www = mirror.prepare_www(spec, state.dir, cache / "wheels")
     procs = state.data.setdefault("mirror_pids", {})
     if not run.alive(procs.get("apt")):
         procs["apt"] = mirror.start_apt_proxy(spec, state.dir, mirror_cache)
