@@ -218,7 +218,7 @@ def normalise_path(raw):
     """``(path, query)`` with the path decoded once and dot segments resolved; None when refused."""
     if not isinstance(raw, str) or not raw.startswith("/") or "#" in raw:
         return None
-    path, _, query = raw.partition("?")
+    path, _sep, query = raw.partition("?")
     if any(not 33 <= ord(c) <= 126 for c in path) or _PCT_BAD.search(path):
         return None
     # A decoded '/' or '%' would let one request mean two different paths.
@@ -259,7 +259,7 @@ def route_action(method, path):
 def query_carries_key(path):
     """True when the query string holds anything that looks like an API key (they leak into logs)."""
     query = path.partition("?")[2] if isinstance(path, str) else ""
-    return bool(KEY_SHAPE.search(unquote(query))) or any(name.lower() in KEY_PARAMS for name, _ in parse_qsl(query, keep_blank_values=True))
+    return bool(KEY_SHAPE.search(unquote(query))) or any(name.lower() in KEY_PARAMS for name, _value in parse_qsl(query, keep_blank_values=True))
 
 
 def authenticate(policy, authorization):

@@ -105,7 +105,7 @@ def test_checkpoint_is_due_every_n_records_and_is_signed():
     w = writer(every=EVERY)
     sizes = [len(w.append(event(i))) for i in range(2 * EVERY + 1)]
     assert sizes == [1] * (EVERY - 1) + [2] + [1] * (EVERY - 1) + [2] + [1]
-    _, lines = write(EVERY)
+    _writer, lines = write(EVERY)
     cp = json.loads(lines[-1])
     assert (cp["type"], cp["seq"], cp["count"]) == ("checkpoint", EVERY, EVERY)
     assert cp["head_hash"] == json.loads(lines[-2])["hash"]
@@ -132,7 +132,7 @@ def test_intact_log_verifies_with_and_without_head():
 
 
 def test_edited_field_is_named_at_its_line():
-    _, lines = write(7)
+    _writer, lines = write(7)
     n = line_of(lines, 5)
     lines[n - 1] = lines[n - 1].replace('"principal":"alice"', '"principal":"mallory"')
     verdict = verify(lines, verifier)
@@ -141,7 +141,7 @@ def test_edited_field_is_named_at_its_line():
 
 
 def test_edit_with_recomputed_hash_is_named_through_the_next_prev():
-    _, lines = write(7)
+    _writer, lines = write(7)
     n = line_of(lines, 5)
     prev = parsed(lines)[n - 2]["hash"]
     lines[n - 1] = chain_record(prev, 5, dict(event(4), principal="mallory"))
@@ -149,14 +149,14 @@ def test_edit_with_recomputed_hash_is_named_through_the_next_prev():
 
 
 def test_edit_with_recomputed_hash_before_a_checkpoint_is_named_by_the_checkpoint():
-    _, lines = write(7)
+    _writer, lines = write(7)
     n = line_of(lines, 6)
     lines[n - 1] = chain_record(parsed(lines)[n - 2]["hash"], 6, dict(event(5), status=500))
     expect(verify(lines, verifier), "edited", line_of(lines, 6, "checkpoint"), 6)
 
 
 def test_deleted_record_is_named_by_its_missing_seq():
-    _, lines = write(7)
+    _writer, lines = write(7)
     n = line_of(lines, 5)
     del lines[n - 1]
     verdict = verify(lines, verifier)
@@ -165,7 +165,7 @@ def test_deleted_record_is_named_by_its_missing_seq():
 
 
 def test_deleted_first_record_and_record_before_a_checkpoint():
-    _, lines = write(7)
+    _writer, lines = write(7)
     expect(verify(lines[1:], verifier), "deleted", 1, 1)
     n = line_of(lines, 3)
     del lines[n - 1]
@@ -173,7 +173,7 @@ def test_deleted_first_record_and_record_before_a_checkpoint():
 
 
 def test_deleted_checkpoint_is_caught_by_the_next_count():
-    _, lines = write(7)
+    _writer, lines = write(7)
     del lines[line_of(lines, 3, "checkpoint") - 1]
     verdict = verify(lines, verifier)
     expect(verdict, "deleted", line_of(lines, 6, "checkpoint"), 6)
@@ -181,21 +181,21 @@ def test_deleted_checkpoint_is_caught_by_the_next_count():
 
 
 def test_swapped_records_are_reordered_not_deleted():
-    _, lines = write(7)
+    _writer, lines = write(7)
     a, b = line_of(lines, 4), line_of(lines, 5)
     lines[a - 1], lines[b - 1] = lines[b - 1], lines[a - 1]
     expect(verify(lines, verifier), "reordered", a, 5)
 
 
 def test_swapped_record_and_checkpoint_are_reordered():
-    _, lines = write(7)
+    _writer, lines = write(7)
     r, c = line_of(lines, 3), line_of(lines, 3, "checkpoint")
     lines[r - 1], lines[c - 1] = lines[c - 1], lines[r - 1]
     expect(verify(lines, verifier), "reordered", r, 3)
 
 
 def test_checkpoint_moved_past_a_later_record_is_reordered():
-    _, lines = write(7)
+    _writer, lines = write(7)
     c = line_of(lines, 3, "checkpoint")
     lines[c - 1], lines[c] = lines[c], lines[c - 1]
     expect(verify(lines, verifier), "reordered", c + 1, 3)
@@ -207,7 +207,7 @@ def test_first_record_must_start_from_genesis():
 
 
 def test_replayed_record_and_repeated_checkpoint_are_reordered():
-    _, lines = write(7)
+    _writer, lines = write(7)
     n = line_of(lines, 7)
     expect(verify(lines + [lines[n - 1]], verifier), "reordered", len(lines) + 1, 7)
     c = line_of(lines, 3, "checkpoint")
@@ -236,15 +236,15 @@ def test_head_at_the_last_seq_passes_and_one_past_it_fails():
 def test_older_head_passes_on_a_grown_log_and_a_different_history_is_edited():
     w, lines = write(4)
     head = w.signed_head()
-    _, more = write(3, w, start=4)
+    _unused, more = write(3, w, start=4)
     assert verify(lines + more, verifier, expected_head=head).ok
-    _, other = write(7, writer(), start=100)
+    _unused, other = write(7, writer(), start=100)
     expect(verify(other, verifier, expected_head=head), "edited", line_of(other, 4), 4)
 
 
 @pytest.mark.parametrize("tamper", ["sig", "head", "count", "time", "key"])
 def test_forged_checkpoint(tamper):
-    _, lines = write(7)
+    _writer, lines = write(7)
     c = line_of(lines, 3, "checkpoint")
     cp = json.loads(lines[c - 1])
     if tamper == "sig":
@@ -266,7 +266,7 @@ def test_forged_checkpoint(tamper):
 
 @pytest.mark.parametrize("sig", ["", "not base64!", None])
 def test_checkpoint_with_unusable_signature_is_forged(sig):
-    _, lines = write(3)
+    _writer, lines = write(3)
     cp = json.loads(lines[-1])
     cp["sig"] = sig
     lines[-1] = json.dumps(cp)
@@ -274,7 +274,7 @@ def test_checkpoint_with_unusable_signature_is_forged(sig):
 
 
 def test_an_empty_signature_is_never_accepted():
-    _, lines = write(3)
+    _writer, lines = write(3)
     cp = json.loads(lines[-1])
     cp["sig"] = ""
     lines[-1] = json.dumps(cp)
@@ -282,19 +282,19 @@ def test_an_empty_signature_is_never_accepted():
 
 
 def test_genesis_head():
-    _, lines = write(2)
+    _writer, lines = write(2)
     assert verify(lines, verifier, expected_head={"seq": 0, "head_hash": GENESIS}).ok
     expect(verify(lines, verifier, expected_head={"seq": 0, "head_hash": "1" * 64}), "edited", None, 0)
 
 
 @pytest.mark.parametrize("head", [{"seq": 1}, {"seq": -1, "head_hash": GENESIS}, {"seq": 1, "head_hash": "x"}, "h"])
 def test_unusable_expected_head(head):
-    _, lines = write(2)
+    _writer, lines = write(2)
     expect(verify(lines, verifier, expected_head=head), "malformed", None, None)
 
 
 def test_verdict_as_dict():
-    _, lines = write(2)
+    _writer, lines = write(2)
     assert verify(lines, verifier).as_dict() == {"ok": True, "kind": None, "file": None, "line": None, "seq": None,
                                                  "detail": ""}
     bad = verify(lines[1:], verifier).as_dict()
@@ -316,14 +316,14 @@ def test_forged_expected_head():
     ('{"type": "checkpoint", "seq": 4, "head_hash": "%s", "time": "t", "sig": ""}' % GENESIS, 4),
 ])
 def test_malformed_line(bad, seq):
-    _, lines = write(7)
+    _writer, lines = write(7)
     n = line_of(lines, 4)
     lines.insert(n - 1, bad)
     expect(verify(lines, verifier), "malformed", n, seq)
 
 
 def test_first_problem_wins():
-    _, lines = write(7)
+    _writer, lines = write(7)
     n = line_of(lines, 2)
     lines[n - 1] = lines[n - 1].replace('"status":200', '"status":201')
     lines.append("{not json")
@@ -334,7 +334,7 @@ def rotated():
     w, first = write(4)
     closing, opening = w.rotate()
     first += closing
-    _, rest = write(4, w, start=4)
+    _unused, rest = write(4, w, start=4)
     return w, first, opening + rest
 
 
@@ -355,11 +355,11 @@ def test_rotation_with_nothing_pending_adds_no_checkpoint():
 
 
 def test_problems_across_rotation_name_the_file():
-    _, first, second = rotated()
+    _unused, first, second = rotated()
     n = line_of(second, 6)
     second[n - 1] = second[n - 1].replace("alice", "mallory")
     expect(verify_files([first, second], verifier), "edited", n, 6, file=1)
-    _, first, second = rotated()
+    _unused, first, second = rotated()
     cut = first[:line_of(first, 3, "checkpoint")]
     expect(verify_files([cut, second], verifier), "truncated", len(cut) + 1, 4, file=0)
     expect(verify_files([second, first], verifier), "reordered", 1, 1, file=1)
@@ -370,31 +370,31 @@ def test_problems_across_rotation_name_the_file():
 
 
 def test_file_without_its_closing_checkpoint_is_truncated():
-    _, first, second = rotated()
+    _unused, first, second = rotated()
     expect(verify_files([first[:-1], second], verifier), "truncated", len(first), 4, file=0)
 
 
 def test_continuation_from_an_earlier_seq_is_reordered():
-    _, first, second = rotated()
+    _unused, first, second = rotated()
     expect(verify_files([first + second[1:], second[:1]], verifier), "reordered", 1, 4, file=1)
 
 
 def test_continuation_must_open_its_file():
-    _, first, second = rotated()
+    _unused, first, second = rotated()
     expect(verify(first + second, verifier), "reordered", len(first) + 1, 4)
     expect(verify(first[:1] + second, verifier), "reordered", 2, 4)
 
 
 def test_file_continuing_another_chain_names_the_last_record_it_disagrees_with():
-    _, first, second = rotated()
+    _unused, first, second = rotated()
     other = writer()
     write(4, other, start=50)
-    _, opening = other.rotate()
+    _unused, opening = other.rotate()
     expect(verify_files([first, opening + second[1:]], verifier), "edited", line_of(first, 4), 4, file=0)
 
 
 def test_resume_after_restart_continues_the_chain():
-    _, lines = write(7)
+    _writer, lines = write(7)
     w = writer().resume(lines, verifier)
     assert (w.seq, w.head) == (7, parsed(lines)[-1]["hash"])
     more = w.append(event(7)) + w.append(event(8))
@@ -413,7 +413,7 @@ def test_resume_from_a_fresh_rotated_file():
 
 
 def test_resume_refuses_a_damaged_or_empty_file():
-    _, lines = write(7)
+    _writer, lines = write(7)
     n = line_of(lines, 5)
     del lines[n - 1]
     with pytest.raises(AuditChainError, match="line %d, seq 5: deleted" % n):

@@ -93,7 +93,7 @@ def test_key_index_holds_only_hashes_and_leaves_revoked_keys_out(policy, keys):
     for name in ("alice", "bob", "carol", "dave"):
         entry = policy["keys"][keys[name]["id"]]
         record = secrets.parse_hash(keys[name]["stored"])
-        assert entry == {"principal": name.split("-")[0], "n": record["n"], "r": record["r"], "p": record["p"],
+        assert entry == {"principal": name.split("-", maxsplit=1)[0], "n": record["n"], "r": record["r"], "p": record["p"],
                          "salt": base64.b64encode(record["salt"]).decode(),
                          "hash": base64.b64encode(record["hash"]).decode()}
     assert keys["carol-old"]["id"] not in policy["keys"]
@@ -130,8 +130,9 @@ def test_generation_is_the_hash_of_everything_else_and_follows_every_change(poli
     canonical = json.dumps(rest, sort_keys=True, separators=(",", ":")).encode()
     assert policy["generation"] == hashlib.sha256(canonical).hexdigest()
 
-    def gen(ps=None, extra=None, models=MODELS, defaults=None):
-        return compile_policy(roles(), ps or principals(keys), extra, models, defaults)["generation"]
+    def gen(ps=None, extra=None, models=None, defaults=None):
+        return compile_policy(roles(), ps or principals(keys), extra, MODELS if models is None else models,
+                              defaults)["generation"]
 
     base = gen()
     assert gen() == base
@@ -316,7 +317,7 @@ def test_public_and_unknown_routes_need_no_key(policy):
 ])
 def test_missing_malformed_unknown_forged_and_revoked_keys_are_401(policy, keys, header):
     if header:
-        unknown, _ = secrets.new_key("dsk")
+        unknown, _hash = secrets.new_key("dsk")
         alice = keys["alice"]["key"]
         forged = alice[:-1] + ("A" if alice[-1] != "A" else "B")
         header = header.format(alice=alice, unknown=unknown, forged=forged,
