@@ -161,12 +161,10 @@ def test_without_the_token_nothing_unwraps_and_the_pin_is_not_shown(token):
 
 
 def install_like_the_role(token, tmp_path):
-    """Lay keywrap out as roles/hsm does: the module_utils copies under a lib tree, the launcher."""
+    """Lay keywrap out as roles/hsm does: the role's built library in a lib directory, the launcher."""
     lib = tmp_path / "lib"
-    utils = lib / "ansible_collections" / "onprem" / "deepseek" / "plugins" / "module_utils"
-    utils.mkdir(parents=True)
-    for name in ("_pkcs11.py", "_pkcs11_wrap.py"):
-        shutil.copy(ROOT / "plugins" / "module_utils" / name, utils / name)
+    lib.mkdir()
+    shutil.copy(ROOT / "roles" / "hsm" / "files" / "onprem_keywrap.py", lib / "onprem_keywrap.py")
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     env.filters["to_json"] = json.dumps
     text = env.from_string((ROOT / "roles" / "hsm" / "templates" / "keywrap.j2").read_text()).render(
@@ -207,3 +205,11 @@ def test_the_module_opens_what_keywrap_wrapped(token):
                               dest=str(dest))
     assert (result["changed"], result["created"], result["dest_changed"]) == (True, False, True)
     assert dest.read_bytes() == KEY
+
+
+def test_the_role_ships_keywrap_built_from_the_current_module_utils():
+    """roles/hsm/files/onprem_keywrap.py is what tools/build_keywrap.py makes of _pkcs11 and
+    _pkcs11_wrap today: an edit to either without a rebuild fails here."""
+    run = subprocess.run([sys.executable, str(ROOT / "tools" / "build_keywrap.py"), "--check"],
+                         capture_output=True, text=True, check=False)
+    assert (run.returncode, run.stderr) == (0, "")

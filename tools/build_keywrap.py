@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""Build roles/hsm/files/onprem_keywrap.py, the one-file library of the host-side keywrap command,
+from the collection's own plugins/module_utils/_pkcs11.py and _pkcs11_wrap.py (one implementation
+for the pkcs11_wrap module and the boot-time unlock of the storage tiers).
+
+    tools/build_keywrap.py           write the file
+    tools/build_keywrap.py --check   exit 1 when the file is not what the sources build (a unit test runs this)
+"""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = ("_pkcs11.py", "_pkcs11_wrap.py")
+TARGET = ROOT / "roles" / "hsm" / "files" / "onprem_keywrap.py"
+FUTURE = "from __future__ import annotations\n"
+# _pkcs11_wrap's import of _pkcs11: the names are defined above it in the built file.
+SIBLING_IMPORT = re.compile(
+    r"^from ansible_collections\.onprem\.deepseek\.plugins\.module_utils\._pkcs11 import \([^)]*\)\n", re.M)
+
+HEADER = '''# -*- coding: utf-8 -*-
+# Copyright (c) onprem.deepseek contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# Built by tools/build_keywrap.py from plugins/module_utils/%s: edit those, then run it.
+"""The library of the hsm role's keywrap command: _pkcs11 and _pkcs11_wrap in one file."""
+
+''' % " and ".join(SOURCES)
+
+
+def body(name):
+    text = (ROOT / "plugins" / "module_utils" / name).read_text()
+    if FUTURE not in text:
+        raise SystemExit("build_keywrap: %s has no %r line" % (name, FUTURE.strip()))
+    # Everything after the future import: the license header and docstring stay in the source.
+    rest = text.split(FUTURE, 1)[1]
+    return SIBLING_IMPORT.sub("", rest)
+
+
+def build():
+    return HEADER + FUTURE + "\n".join("\n# ---- %s\n%s" % (name, body(name)) for name in SOURCES)
+
+
+def main(argv):
+    text = build()
+    if argv == ["--check"]:
+        if not TARGET.exists() or TARGET.read_text() != text:
+            print("build_keywrap: %s is stale; run tools/build_keywrap.py" % TARGET.relative_to(ROOT), file=sys.stderr)
+            return 1
+        return 0
+    if argv:
+        print(__doc__, file=sys.stderr)
+        return 2
+    TARGET.parent.mkdir(parents=True, exist_ok=True)
+    TARGET.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
