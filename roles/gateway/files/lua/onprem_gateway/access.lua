@@ -1,0 +1,83 @@
+-- The rewrite and access phases: route, key, body, grant, limits and A/B variant, in the order
+-- of _gateway_policy.decide. Nothing here does I/O except reading the request body.
+local cjson = require "cjson.safe"
+local json = require "onprem_gateway.json"
+local route = require "onprem_gateway.route"
+local policy = require "onprem_gateway.policy"
+local auth = require "onprem_gateway.auth"
+local limits = require "onprem_gateway.limits"
+local sub, gsub = string.sub, string.gsub
+
+local M = {}
+
+local REASONS = { [400] = "bad request", [401] = "missing or invalid API key", [403] = "forbidden",
+                  [404] = "not found", [405] = "method not allowed", [413] = "request body too large",
+                  [429] = "rate limit exceeded" }
+
+local function deny(status, retry_after)
+  if retry_after then ngx.header["Retry-After"] = tostring(retry_after) end
+  if status == 401 then ngx.header["WWW-Authenticate"] = 'Bearer realm="gateway"' end
+  ngx.status = status
+  ngx.header["Content-Type"] = "application/json"
+  ngx.say(cjson.encode({ error = { message = REASONS[status], code = status } }))
+  return ngx.exit(status)
+end
+
+-- Rewrite phase. Each proxied location sets $gw_route to its own path; a request whose raw
+-- path normalises to another route is sent there, so nginx's and Python's path rules never
+-- have to agree.
+function M.rewrite()
+  local status, action, path = route.action(ngx.req.get_method(), ngx.var.request_uri)
+  if status ~= 200 then return deny(status) end
+  if path ~= ngx.var.gw_route then return ngx.exec(path) end
+  ngx.var.gw_action = action
+end
+
+-- Only "stream": true bodies change: the engine must report usage in its last chunk.
+local function with_usage(body, doc)
+  local options = doc.v.stream_options
+  local usage = '{"include_usage":true}'
+  if options then
+    return sub(body, 1, options.s - 1) .. usage .. sub(body, options.e + 1)
+  end
+  return sub(body, 1, doc.s) .. '"stream_options":' .. usage .. "," .. sub(body, doc.s + 1)
+end
+
+function M.access()
+  local ctx, var = ngx.ctx, ngx.var
+  if route.query_carries_key(var.request_uri) then return deny(401) end
+  local action = var.gw_action
+  if action == "public" then return end
+  local p = policy.get()
+  local header = ngx.req.get_headers()["authorization"]
+  local principal = auth.principal(p, header)
+  if not principal then return deny(401) end
+  local entry = p.principals[principal]
+  var.gw_principal, var.gw_roles = principal, entry.roles
+  if action == "read" then
+    if #entry.read == 0 then return deny(403) end
+    ctx.gw_visible = entry.allow.read
+  else
+    ngx.req.read_body()
+    local body = ngx.req.get_body_data()
+    -- client_body_buffer_size equals client_max_body_size: a body on disk is a misconfiguration.
+    if not body and ngx.req.get_body_file() then return deny(413) end
+    local doc = json.decode(body or "")
+    local model = doc and doc.t == "object" and doc.v.model
+    if not model or model.t ~= "string" or model.v == "" then return deny(400) end
+    -- Model names are printable ASCII; anything else is masked so each log line stays JSON.
+    var.gw_model = gsub(sub(model.v, 1, 256), "[^\32-\126]", "?")
+    if not entry.allow[action][model.v] then return deny(403) end
+    local stream = doc.v.stream
+    if stream and stream.t == "true" then
+      ctx.gw_stream = true
+      ngx.req.set_body_data(with_usage(body, doc))
+    end
+  end
+  local ok, retry_after = limits.enter(ctx, principal, entry.limits)
+  if not ok then return deny(429, retry_after) end
+  ctx.gw_principal = principal
+  var.gw_variant = policy.variant(var.gw_split, principal)
+end
+
+return M
