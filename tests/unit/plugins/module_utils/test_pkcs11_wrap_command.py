@@ -207,6 +207,8 @@ def test_the_module_opens_what_keywrap_wrapped(token):
     assert dest.read_bytes() == KEY
 
 
+@pytest.mark.skipif(not (ROOT / "tools" / "build_keywrap.py").exists(),
+                    reason="the built collection ships no tools/: checked in the source tree")
 def test_the_role_ships_keywrap_built_from_the_current_module_utils():
     """roles/hsm/files/onprem_keywrap.py is what tools/build_keywrap.py makes of _pkcs11 and
     _pkcs11_wrap today: an edit to either without a rebuild fails here."""
