@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.onprem.deepseek.plugins.module_utils._gpu import compare_versions, version_tuple
+from ansible_collections.onprem.deepseek.plugins.module_utils._gpu_facts import compare_versions, version_tuple
 
 # CUDA toolkit release -> minimum Linux x86_64 driver: "Table 3 CUDA Toolkit and Corresponding
 # Driver Versions" of NVIDIA's "CUDA Toolkit 13.2 Update 2 - Release Notes" (checked row by row).

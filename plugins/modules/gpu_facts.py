@@ -170,7 +170,7 @@ ansible_facts:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.onprem.deepseek.plugins.module_utils._gpu import NVIDIA_SMI_ARGUMENT_SPEC, collect_gpu_facts
+from ansible_collections.onprem.deepseek.plugins.module_utils._gpu_facts import NVIDIA_SMI_ARGUMENT_SPEC, collect_gpu_facts
 
 
 def main():

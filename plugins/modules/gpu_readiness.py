@@ -187,10 +187,12 @@ gpu:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.onprem.deepseek.plugins.module_utils._gpu import (
+from ansible_collections.onprem.deepseek.plugins.module_utils._gpu_facts import (
     NVIDIA_SMI_ARGUMENT_SPEC,
     GpuError,
     collect_gpu_facts,
+)
+from ansible_collections.onprem.deepseek.plugins.module_utils._gpu_readiness import (
     evaluate_readiness,
     failure_message,
 )

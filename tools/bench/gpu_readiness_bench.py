@@ -9,8 +9,10 @@ Defaults to every capture in tests/unit/fixtures/nvidia_smi. Measures the contro
 logic only (parse + policy), not the nvidia-smi call on the host.
 """
 import argparse
-import importlib.util
+import importlib
+import sys
 import time
+import types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,11 +20,11 @@ FIXTURES = ROOT / 'tests' / 'unit' / 'fixtures' / 'nvidia_smi'
 
 
 def load_gpu_utils():
-    # _gpu.py is standard-library only, so it loads without the collection on sys.path.
-    spec = importlib.util.spec_from_file_location('onprem_gpu', ROOT / 'plugins' / 'module_utils' / '_gpu.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    # This tree as onprem.deepseek (tools/bootstrap links it there): _gpu_readiness imports _gpu_facts.
+    sys.path.insert(0, str(ROOT / '.venv' / 'collections'))
+    facts = importlib.import_module('ansible_collections.onprem.deepseek.plugins.module_utils._gpu_facts')
+    readiness = importlib.import_module('ansible_collections.onprem.deepseek.plugins.module_utils._gpu_readiness')
+    return types.SimpleNamespace(build_gpu_facts=facts.build_gpu_facts, evaluate_readiness=readiness.evaluate_readiness)
 
 
 def main():

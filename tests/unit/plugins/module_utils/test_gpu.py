@@ -8,18 +8,20 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.onprem.deepseek.plugins.module_utils._gpu import (
+from ansible_collections.onprem.deepseek.plugins.module_utils._gpu_facts import (
     GpuError,
     build_gpu_facts,
     collect_gpu_facts,
     compare_versions,
-    evaluate_readiness,
-    failure_message,
     parse_nvidia_smi_xml,
     parse_proc_driver_version,
     parse_systemctl_is_active,
     to_number,
     version_tuple,
+)
+from ansible_collections.onprem.deepseek.plugins.module_utils._gpu_readiness import (
+    evaluate_readiness,
+    failure_message,
 )
 
 FIXTURES = Path(__file__).resolve().parents[2] / 'fixtures' / 'nvidia_smi'

@@ -2,7 +2,7 @@
 # Copyright (c) onprem.deepseek contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The stand-in kernel module and nvidia-smi of the gpu_stack / gpu_reboot scenarios speak the
-formats that _gpu parses, and the nvidia-smi stand-in fails like the real one on a module mismatch."""
+formats that _gpu_facts parses, and the nvidia-smi stand-in fails like the real one on a module mismatch."""
 from __future__ import annotations
 
 import importlib.util
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.onprem.deepseek.plugins.module_utils import _gpu
+from ansible_collections.onprem.deepseek.plugins.module_utils import _gpu_facts
 
 REPO = Path(__file__).resolve().parents[4]
 CAPTURE = REPO / 'tests' / 'unit' / 'fixtures' / 'nvidia_smi' / 'h100-sxm-8gpu.xml'
@@ -35,7 +35,7 @@ def test_module_stand_in_writes_what_gpu_facts_parses(package, kind):
     script = BUILD_REPO.MODULE_LOAD.format(version='535.183.01', flavour=BUILD_REPO.MODULE_FLAVOURS[package])
     assert 'TEST STAND-IN' in script
     nvrm = re.search(r"'(NVRM version:[^']*)'", script).group(1)
-    assert _gpu.parse_proc_driver_version(nvrm + '\nGCC version:  x\n') == {'version': '535.183.01', 'type': kind}
+    assert _gpu_facts.parse_proc_driver_version(nvrm + '\nGCC version:  x\n') == {'version': '535.183.01', 'type': kind}
 
 
 def test_module_stand_in_never_runs_in_containers():
@@ -60,7 +60,7 @@ def run_smi(tmp_path, smi_version, loaded):
 def test_smi_stand_in_reports_its_own_version(tmp_path, loaded):
     result = run_smi(tmp_path, '535.183.01', loaded)
     assert result.returncode == 0, result.stderr
-    assert _gpu.parse_nvidia_smi_xml(result.stdout)['driver_version'] == '535.183.01'
+    assert _gpu_facts.parse_nvidia_smi_xml(result.stdout)['driver_version'] == '535.183.01'
 
 
 def test_smi_stand_in_fails_like_nvidia_smi_on_a_module_mismatch(tmp_path):

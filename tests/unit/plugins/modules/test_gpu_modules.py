@@ -13,7 +13,7 @@ import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.onprem.deepseek.plugins.module_utils import _gpu
+from ansible_collections.onprem.deepseek.plugins.module_utils import _gpu_facts
 from ansible_collections.onprem.deepseek.plugins.modules import gpu_facts, gpu_readiness
 
 REPO = Path(__file__).resolve().parents[4]
@@ -33,7 +33,7 @@ def host(tmp_path, monkeypatch):
 
     def configure(xml=None, proc='proc-driver-version-535.161.08.txt', fm_state='active', systemctl=True):
         monkeypatch.setenv('NVIDIA_SMI_REPLAY', str(FIXTURES / xml) if xml else '')
-        monkeypatch.setattr(_gpu, 'PROC_DRIVER_VERSION',
+        monkeypatch.setattr(_gpu_facts, 'PROC_DRIVER_VERSION',
                             str(FIXTURES / proc) if proc else str(tmp_path / 'absent'))
         write_systemctl(fm_state)
         paths = {'systemctl': str(state['systemctl']) if systemctl else None}
@@ -152,8 +152,8 @@ def test_both_modules_document_nvidia_smi_path_through_the_fragment():
     from ansible_collections.onprem.deepseek.plugins.doc_fragments.nvidia_smi import ModuleDocFragment
 
     fragment = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)['options']
-    assert fragment['nvidia_smi_path']['default'] == _gpu.NVIDIA_SMI_ARGUMENT_SPEC['nvidia_smi_path']['default']
-    assert fragment['nvidia_smi_path']['type'] == _gpu.NVIDIA_SMI_ARGUMENT_SPEC['nvidia_smi_path']['type']
+    assert fragment['nvidia_smi_path']['default'] == _gpu_facts.NVIDIA_SMI_ARGUMENT_SPEC['nvidia_smi_path']['default']
+    assert fragment['nvidia_smi_path']['type'] == _gpu_facts.NVIDIA_SMI_ARGUMENT_SPEC['nvidia_smi_path']['type']
     for module in (gpu_facts, gpu_readiness):
         doc = yaml.safe_load(module.DOCUMENTATION)
         assert doc['extends_documentation_fragment'] == ['onprem.deepseek.nvidia_smi']
