@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Build roles/hsm/files/onprem_keywrap.py, the one-file library of the host-side keywrap command,
-from the collection's own plugins/module_utils/_pkcs11.py and _pkcs11_wrap.py (one implementation
-for the pkcs11_wrap module and the boot-time unlock of the storage tiers).
+from the collection's own plugins/module_utils/_pkcs11_*.py (one implementation for the PKCS#11
+modules and the boot-time unlock of the storage tiers).
 
     tools/build_keywrap.py           write the file
     tools/build_keywrap.py --check   exit 1 when the file is not what the sources build (a unit test runs this)
@@ -13,20 +13,20 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ("_pkcs11.py", "_pkcs11_wrap.py")
+SOURCES = ("_pkcs11_spec.py", "_pkcs11_der.py", "_pkcs11_token.py", "_pkcs11_wrap.py", "_pkcs11_wrap_command.py")
 TARGET = ROOT / "roles" / "hsm" / "files" / "onprem_keywrap.py"
 FUTURE = "from __future__ import annotations\n"
-# _pkcs11_wrap's import of _pkcs11: the names are defined above it in the built file.
+# Imports of one source from another: the names are defined above them in the built file.
 SIBLING_IMPORT = re.compile(
-    r"^from ansible_collections\.onprem\.deepseek\.plugins\.module_utils\._pkcs11 import \([^)]*\)\n", re.M)
+    r"^from ansible_collections\.onprem\.deepseek\.plugins\.module_utils\._pkcs11\w* import (?:\([^)]*\)|[^\n]*)\n", re.M)
 
 HEADER = '''# -*- coding: utf-8 -*-
 # Copyright (c) onprem.deepseek contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-# Built by tools/build_keywrap.py from plugins/module_utils/%s: edit those, then run it.
-"""The library of the hsm role's keywrap command: _pkcs11 and _pkcs11_wrap in one file."""
+# Built by tools/build_keywrap.py from plugins/module_utils/{%s}:\n# edit those, then run it.
+"""The library of the hsm role's keywrap command: the PKCS#11 and wrap module_utils in one file."""
 
-''' % " and ".join(SOURCES)
+''' % ",".join(SOURCES)
 
 
 def body(name):

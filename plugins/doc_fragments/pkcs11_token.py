@@ -7,7 +7,7 @@ from __future__ import annotations
 
 class ModuleDocFragment:
     # The token options shared by the modules of the pkcs11 action group (one argument spec in
-    # module_utils/_pkcs11.py), so that module_defaults for group/onprem.deepseek.pkcs11 covers both.
+    # module_utils/_pkcs11_spec.py), so that module_defaults for group/onprem.deepseek.pkcs11 covers both.
     DOCUMENTATION = r"""
 options:
   module_path:

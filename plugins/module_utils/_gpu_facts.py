@@ -37,6 +37,7 @@ _SYSTEMD_STATES = frozenset((
     'maintenance', 'unknown',
 ))
 
+
 class GpuError(Exception):
     """A GPU probe output could not be understood."""
 

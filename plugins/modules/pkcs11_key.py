@@ -284,16 +284,18 @@ diff:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.onprem.deepseek.plugins.module_utils._pkcs11 import (
-    HAS_PKCS11,
-    PKCS11_IMPORT_ERROR,
+from ansible_collections.onprem.deepseek.plugins.module_utils._pkcs11_spec import (
     TOKEN_ARGUMENT_RULES,
     Pkcs11KeyError,
     build_spec,
-    ensure_key,
     module_pin,
     scrub,
     token_argument_spec,
+)
+from ansible_collections.onprem.deepseek.plugins.module_utils._pkcs11_token import (
+    HAS_PKCS11,
+    PKCS11_IMPORT_ERROR,
+    ensure_key,
 )
 
 

@@ -143,15 +143,14 @@ context:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.onprem.deepseek.plugins.module_utils._pkcs11 import (
-    HAS_PKCS11,
-    PKCS11_IMPORT_ERROR,
+from ansible_collections.onprem.deepseek.plugins.module_utils._pkcs11_spec import (
     TOKEN_ARGUMENT_RULES,
     Pkcs11KeyError,
     module_pin,
     scrub,
     token_argument_spec,
 )
+from ansible_collections.onprem.deepseek.plugins.module_utils._pkcs11_token import HAS_PKCS11, PKCS11_IMPORT_ERROR
 from ansible_collections.onprem.deepseek.plugins.module_utils._pkcs11_wrap import ensure_wrapped
 
 

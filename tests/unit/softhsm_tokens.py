@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.onprem.deepseek.plugins.module_utils._pkcs11 import HAS_PKCS11
+from ansible_collections.onprem.deepseek.plugins.module_utils._pkcs11_token import HAS_PKCS11
 
 LIB_CANDIDATES = (
     "/usr/lib/softhsm/libsofthsm2.so",

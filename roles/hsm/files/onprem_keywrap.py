@@ -1,31 +1,17 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) onprem.deepseek contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-# Built by tools/build_keywrap.py from plugins/module_utils/_pkcs11.py and _pkcs11_wrap.py: edit those, then run it.
-"""The library of the hsm role's keywrap command: _pkcs11 and _pkcs11_wrap in one file."""
+# Built by tools/build_keywrap.py from plugins/module_utils/{_pkcs11_spec.py,_pkcs11_der.py,_pkcs11_token.py,_pkcs11_wrap.py,_pkcs11_wrap_command.py}:
+# edit those, then run it.
+"""The library of the hsm role's keywrap command: the PKCS#11 and wrap module_utils in one file."""
 
 from __future__ import annotations
 
-# ---- _pkcs11.py
+# ---- _pkcs11_spec.py
 
-import base64
 import hashlib
-import os
 import re
-import traceback
 from urllib.parse import quote
-
-try:
-    import pkcs11
-    from pkcs11 import Attribute, KeyType, MechanismFlag, ObjectClass
-    from pkcs11.constants import TokenFlag
-    from pkcs11 import exceptions as p11exc
-except ImportError:
-    HAS_PKCS11 = False
-    PKCS11_IMPORT_ERROR = traceback.format_exc()
-else:
-    HAS_PKCS11 = True
-    PKCS11_IMPORT_ERROR = None
 
 KEY_TYPES = ("ec", "rsa", "aes")
 STATES = ("present", "absent")
@@ -63,8 +49,6 @@ USAGE_OBJECT = {
     "wrap": "public",
 }
 
-_OID_RSA = "1.2.840.113549.1.1.1"
-_OID_EC_PUBLIC_KEY = "1.2.840.10045.2.1"
 _HEX_ID_RE = re.compile(r"^(?:0x)?([0-9a-fA-F]{2}(?::?[0-9a-fA-F]{2})*)$")
 _MAX_ID_BYTES = 64
 
@@ -72,10 +56,6 @@ _MAX_ID_BYTES = 64
 class Pkcs11KeyError(Exception):
     """A failure the module reports with fail_json. Messages never contain the PIN."""
 
-
-# ---------------------------------------------------------------------------------------------
-# Pure part
-# ---------------------------------------------------------------------------------------------
 
 class KeySpec(object):
     """The validated request: what key must (or must not) be on the token."""
@@ -260,6 +240,106 @@ def plan(facts, spec, state, force):
 
 # DER encoding, only as much as SubjectPublicKeyInfo needs.
 
+
+def pkcs11_uri(token_label, label, key_id, object_type):
+    """RFC 7512 URI of a key object, as the OpenSSL pkcs11 engine and provider take it. It never
+    carries a PIN."""
+    def enc(text):
+        return quote(text, safe="")
+    parts = ["token=" + enc(token_label), "object=" + enc(label)]
+    if key_id:
+        parts.append("id=" + "".join("%%%02X" % b for b in key_id))
+    parts.append("type=" + object_type)
+    return "pkcs11:" + ";".join(parts)
+
+
+def planned_key(spec, token_label):
+    """What check mode reports for a key that would be created."""
+    object_type = "secret" if spec.key_type == "aes" else "private"
+    return {
+        "label": spec.label,
+        "id": spec.key_id.hex(),
+        "type": spec.key_type,
+        "curve": spec.curve,
+        "bits": spec.bits if spec.key_type != "ec" else None,
+        "objects": ["secret"] if spec.key_type == "aes" else ["private", "public"],
+        "usage": list(spec.usage),
+        "uri": pkcs11_uri(token_label, spec.label, spec.key_id, object_type),
+        "public_key_pem": None,
+        "public_key_sha256": None,
+        "attributes": {
+            "sensitive": True,
+            "extractable": spec.extractable,
+            "never_extractable": not spec.extractable,
+            "always_sensitive": True,
+            "local": True,
+        },
+    }
+
+
+def scrub(text, secret):
+    """Defence in depth: whatever a library put into an error text, the PIN does not leave."""
+    if secret and text:
+        return text.replace(secret, "********")
+    return text
+
+
+def token_argument_spec(**options):
+    """The options of every module that opens a token, plus that module's own ``options``."""
+    spec = dict(
+        module_path=dict(type="path", default="/usr/lib/softhsm/libsofthsm2.so"),
+        token_label=dict(type="str", required=True, no_log=False),
+        pin=dict(type="str", no_log=True),
+        pin_file=dict(type="path"),
+    )
+    spec.update(options)
+    return spec
+
+
+# AnsibleModule keyword arguments that go with token_argument_spec().
+TOKEN_ARGUMENT_RULES = dict(
+    required_one_of=[("pin", "pin_file")],
+    mutually_exclusive=[("pin", "pin_file")],
+)
+
+
+def module_pin(module):
+    """The PIN from ``pin`` or ``pin_file``; one read from a file is masked in everything the
+    module returns, like a no_log option."""
+    pin = module.params["pin"]
+    if pin is None:
+        pin = read_pin_file(module.params["pin_file"])
+        module.no_log_values.add(pin)
+    return pin
+
+
+def read_pin_file(path):
+    """The PIN from a file on the managed host: the first line, without its line ending."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(4096)
+    except (IOError, OSError) as exc:
+        raise Pkcs11KeyError("cannot read pin_file %s: %s" % (path, exc.strerror or exc.__class__.__name__))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Pkcs11KeyError("pin_file %s is not UTF-8 text" % path)
+    pin = text.splitlines()[0] if text else ""
+    if not pin:
+        raise Pkcs11KeyError("pin_file %s is empty" % path)
+    return pin
+
+
+# ---- _pkcs11_der.py
+
+import base64
+import hashlib
+
+
+_OID_RSA = "1.2.840.113549.1.1.1"
+_OID_EC_PUBLIC_KEY = "1.2.840.10045.2.1"
+
+
 def _der_len(length):
     if length < 0x80:
         return bytes([length])
@@ -359,98 +439,23 @@ def spki_sha256(der):
     return hashlib.sha256(der).hexdigest()
 
 
-def pkcs11_uri(token_label, label, key_id, object_type):
-    """RFC 7512 URI of a key object, as the OpenSSL pkcs11 engine and provider take it. It never
-    carries a PIN."""
-    def enc(text):
-        return quote(text, safe="")
-    parts = ["token=" + enc(token_label), "object=" + enc(label)]
-    if key_id:
-        parts.append("id=" + "".join("%%%02X" % b for b in key_id))
-    parts.append("type=" + object_type)
-    return "pkcs11:" + ";".join(parts)
+# ---- _pkcs11_token.py
 
+import os
+import traceback
 
-def planned_key(spec, token_label):
-    """What check mode reports for a key that would be created."""
-    object_type = "secret" if spec.key_type == "aes" else "private"
-    return {
-        "label": spec.label,
-        "id": spec.key_id.hex(),
-        "type": spec.key_type,
-        "curve": spec.curve,
-        "bits": spec.bits if spec.key_type != "ec" else None,
-        "objects": ["secret"] if spec.key_type == "aes" else ["private", "public"],
-        "usage": list(spec.usage),
-        "uri": pkcs11_uri(token_label, spec.label, spec.key_id, object_type),
-        "public_key_pem": None,
-        "public_key_sha256": None,
-        "attributes": {
-            "sensitive": True,
-            "extractable": spec.extractable,
-            "never_extractable": not spec.extractable,
-            "always_sensitive": True,
-            "local": True,
-        },
-    }
+try:
+    import pkcs11
+    from pkcs11 import Attribute, KeyType, MechanismFlag, ObjectClass
+    from pkcs11.constants import TokenFlag
+    from pkcs11 import exceptions as p11exc
+except ImportError:
+    HAS_PKCS11 = False
+    PKCS11_IMPORT_ERROR = traceback.format_exc()
+else:
+    HAS_PKCS11 = True
+    PKCS11_IMPORT_ERROR = None
 
-
-def scrub(text, secret):
-    """Defence in depth: whatever a library put into an error text, the PIN does not leave."""
-    if secret and text:
-        return text.replace(secret, "********")
-    return text
-
-
-def token_argument_spec(**options):
-    """The options of every module that opens a token, plus that module's own ``options``."""
-    spec = dict(
-        module_path=dict(type="path", default="/usr/lib/softhsm/libsofthsm2.so"),
-        token_label=dict(type="str", required=True, no_log=False),
-        pin=dict(type="str", no_log=True),
-        pin_file=dict(type="path"),
-    )
-    spec.update(options)
-    return spec
-
-
-# AnsibleModule keyword arguments that go with token_argument_spec().
-TOKEN_ARGUMENT_RULES = dict(
-    required_one_of=[("pin", "pin_file")],
-    mutually_exclusive=[("pin", "pin_file")],
-)
-
-
-def module_pin(module):
-    """The PIN from ``pin`` or ``pin_file``; one read from a file is masked in everything the
-    module returns, like a no_log option."""
-    pin = module.params["pin"]
-    if pin is None:
-        pin = read_pin_file(module.params["pin_file"])
-        module.no_log_values.add(pin)
-    return pin
-
-
-def read_pin_file(path):
-    """The PIN from a file on the managed host: the first line, without its line ending."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(4096)
-    except (IOError, OSError) as exc:
-        raise Pkcs11KeyError("cannot read pin_file %s: %s" % (path, exc.strerror or exc.__class__.__name__))
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise Pkcs11KeyError("pin_file %s is not UTF-8 text" % path)
-    pin = text.splitlines()[0] if text else ""
-    if not pin:
-        raise Pkcs11KeyError("pin_file %s is empty" % path)
-    return pin
-
-
-# ---------------------------------------------------------------------------------------------
-# Token part (needs python-pkcs11)
-# ---------------------------------------------------------------------------------------------
 
 _KEY_TYPE_NAMES = {}
 if HAS_PKCS11:
@@ -796,11 +801,9 @@ def _diff_view(facts):
 
 # ---- _pkcs11_wrap.py
 
-import argparse
 import base64
 import json
 import os
-import sys
 import tempfile
 
 
@@ -1021,9 +1024,11 @@ def ensure_wrapped(module_path, token_label, pin, label, context, path, state, k
     return result
 
 
-# ---------------------------------------------------------------------------------------------
-# Host-side command (the hsm role installs it as keywrap; storage_tiers pipes through it)
-# ---------------------------------------------------------------------------------------------
+# ---- _pkcs11_wrap_command.py
+
+import argparse
+import sys
+
 
 COMMAND_NAME = "keywrap"
 

@@ -7,8 +7,9 @@ import hashlib
 
 import pytest
 
-from ansible_collections.onprem.deepseek.plugins.module_utils import _pkcs11 as p11
-from ansible_collections.onprem.deepseek.plugins.module_utils._pkcs11 import Pkcs11KeyError
+from ansible_collections.onprem.deepseek.plugins.module_utils import _pkcs11_der as der
+from ansible_collections.onprem.deepseek.plugins.module_utils import _pkcs11_spec as p11
+from ansible_collections.onprem.deepseek.plugins.module_utils._pkcs11_spec import Pkcs11KeyError
 
 serialization = pytest.importorskip("cryptography.hazmat.primitives.serialization")
 ec = pytest.importorskip("cryptography.hazmat.primitives.asymmetric.ec")
@@ -181,15 +182,15 @@ def test_planned_key_for_check_mode():
 # -- DER / PEM ----------------------------------------------------------------------------------
 
 def test_der_oid_known_encodings():
-    assert p11.der_oid("1.2.840.10045.3.1.7").hex() == "06082a8648ce3d030107"
-    assert p11.der_oid("1.3.132.0.34").hex() == "06052b81040022"
-    assert p11.der_oid("1.2.840.113549.1.1.1").hex() == "06092a864886f70d010101"
+    assert der.der_oid("1.2.840.10045.3.1.7").hex() == "06082a8648ce3d030107"
+    assert der.der_oid("1.3.132.0.34").hex() == "06052b81040022"
+    assert der.der_oid("1.2.840.113549.1.1.1").hex() == "06092a864886f70d010101"
 
 
 def test_curve_from_ec_params():
-    assert p11.curve_from_ec_params(bytes.fromhex("06082a8648ce3d030107")) == "secp256r1"
-    assert p11.curve_from_ec_params(bytes.fromhex("06052b81040022")) == "secp384r1"
-    assert p11.curve_from_ec_params(bytes.fromhex("06052b81040023")) is None  # secp521r1
+    assert der.curve_from_ec_params(bytes.fromhex("06082a8648ce3d030107")) == "secp256r1"
+    assert der.curve_from_ec_params(bytes.fromhex("06052b81040022")) == "secp384r1"
+    assert der.curve_from_ec_params(bytes.fromhex("06052b81040023")) is None  # secp521r1
 
 
 @pytest.mark.parametrize("curve_name, curve", [("secp256r1", ec.SECP256R1()), ("secp384r1", ec.SECP384R1())])
@@ -199,16 +200,16 @@ def test_ec_spki_matches_cryptography(curve_name, curve, der_wrapped):
     point = public.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
     attr = (bytes([0x04, len(point)]) + point) if der_wrapped else point
     want = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    assert p11.ec_spki_der(curve_name, attr) == want
-    pem = p11.pem_encode(want)
+    assert der.ec_spki_der(curve_name, attr) == want
+    pem = der.pem_encode(want)
     assert pem == public.public_bytes(serialization.Encoding.PEM,
                                       serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-    assert p11.spki_sha256(want) == hashlib.sha256(want).hexdigest()
+    assert der.spki_sha256(want) == hashlib.sha256(want).hexdigest()
 
 
 def test_ec_point_rejects_wrong_size():
     with pytest.raises(Pkcs11KeyError) as exc:
-        p11.ec_point_octets(b"\x04" + b"\x01" * 64, "secp384r1")
+        der.ec_point_octets(b"\x04" + b"\x01" * 64, "secp384r1")
     assert str(exc.value) == "CKA_EC_POINT of 65 bytes is not an uncompressed secp384r1 point"
 
 
@@ -218,8 +219,8 @@ def test_rsa_spki_matches_cryptography(bits):
     numbers = public.public_numbers()
     modulus = numbers.n.to_bytes(bits // 8, "big")
     want = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    assert p11.rsa_spki_der(modulus, b"\x01\x00\x01") == want
-    assert p11.rsa_spki_der(numbers.n, numbers.e) == want
+    assert der.rsa_spki_der(modulus, b"\x01\x00\x01") == want
+    assert der.rsa_spki_der(numbers.n, numbers.e) == want
 
 
 def test_pkcs11_uri_percent_encodes():

@@ -19,6 +19,7 @@ import pytest
 import softhsm_tokens
 
 from ansible_collections.onprem.deepseek.plugins.module_utils import _pkcs11_wrap as w
+from ansible_collections.onprem.deepseek.plugins.module_utils import _pkcs11_wrap_command as cmd
 
 ROOT = Path(__file__).resolve().parents[4]
 USER_PIN = "Tst-Keywrap-Pin-27182"
@@ -40,7 +41,7 @@ class FakeOut(io.BytesIO):
 
 def call(argv, data=b"", defaults=None, tty=False):
     out, err = FakeOut(tty), io.StringIO()
-    rc = w.command_main(argv, defaults=defaults, stdin=io.BytesIO(data), stdout=out, stderr=err)
+    rc = cmd.command_main(argv, defaults=defaults, stdin=io.BytesIO(data), stdout=out, stderr=err)
     return rc, out.getvalue(), err.getvalue()
 
 
@@ -70,8 +71,8 @@ def test_missing_settings_exit_1(argv, defaults, message):
 
 
 def test_defaults_fill_the_options_and_arguments_override_them():
-    parser = w.command_parser({"module_path": "/lib/p11.so", "token_label": "deepseek",
-                               "pin_file": "/etc/pin", "key_label": "disk-wrap"})
+    parser = cmd.command_parser({"module_path": "/lib/p11.so", "token_label": "deepseek",
+                                 "pin_file": "/etc/pin", "key_label": "disk-wrap"})
     args = parser.parse_args(["wrap", "--context", "c"])
     assert (args.module_path, args.token_label, args.pin_file, args.key_label) == (
         "/lib/p11.so", "deepseek", "/etc/pin", "disk-wrap")
@@ -91,7 +92,8 @@ def test_unwrap_refuses_a_terminal_before_touching_the_pin(tmp_path):
 @pytest.fixture
 def token(tmp_path, monkeypatch):
     softhsm_tokens.init_tokens(tmp_path, monkeypatch, ["kwtest"], SO_PIN, USER_PIN)
-    from ansible_collections.onprem.deepseek.plugins.module_utils._pkcs11 import build_spec, ensure_key
+    from ansible_collections.onprem.deepseek.plugins.module_utils._pkcs11_spec import build_spec
+    from ansible_collections.onprem.deepseek.plugins.module_utils._pkcs11_token import ensure_key
     for label in ("disk-wrap", "disk-other"):
         ensure_key(SOFTHSM_LIB, "kwtest", USER_PIN, build_spec({"label": label, "key_type": "aes"}), "present")
     pin_file = tmp_path / "user.pin"
@@ -210,8 +212,8 @@ def test_the_module_opens_what_keywrap_wrapped(token):
 @pytest.mark.skipif(not (ROOT / "tools" / "build_keywrap.py").exists(),
                     reason="the built collection ships no tools/: checked in the source tree")
 def test_the_role_ships_keywrap_built_from_the_current_module_utils():
-    """roles/hsm/files/onprem_keywrap.py is what tools/build_keywrap.py makes of _pkcs11 and
-    _pkcs11_wrap today: an edit to either without a rebuild fails here."""
+    """roles/hsm/files/onprem_keywrap.py is what tools/build_keywrap.py makes of the _pkcs11_*
+    module_utils today: an edit to either without a rebuild fails here."""
     run = subprocess.run([sys.executable, str(ROOT / "tools" / "build_keywrap.py"), "--check"],
                          capture_output=True, text=True, check=False)
     assert (run.returncode, run.stderr) == (0, "")

@@ -75,7 +75,7 @@ def test_write_private_sets_mode_before_content(tmp_path):
 
 
 class TokenStandIn:
-    """Stands in for _pkcs11.Token: one AES key whose CKA_EXTRACTABLE reads as given."""
+    """Stands in for _pkcs11_token.Token: one AES key whose CKA_EXTRACTABLE reads as given."""
 
     token_label = "standin"
 
@@ -105,7 +105,8 @@ def test_aes_key_known_not_extractable_is_used():
 @pytest.fixture
 def token(tmp_path, monkeypatch):
     softhsm_tokens.init_tokens(tmp_path, monkeypatch, ["wraptest"], SO_PIN, USER_PIN)
-    from ansible_collections.onprem.deepseek.plugins.module_utils._pkcs11 import build_spec, ensure_key
+    from ansible_collections.onprem.deepseek.plugins.module_utils._pkcs11_spec import build_spec
+    from ansible_collections.onprem.deepseek.plugins.module_utils._pkcs11_token import ensure_key
     for label, extractable, kind in (("luks-wrap", False, "aes"), ("luks-other", False, "aes"),
                                      ("loose", True, "aes"), ("pair", False, "ec")):
         ensure_key(SOFTHSM_LIB, "wraptest", USER_PIN,
