@@ -34,7 +34,7 @@ options:
         V(deepseek-r1-distill-qwen-1.5b), V(deepseek-r1-distill-qwen-7b),
         V(deepseek-r1-distill-llama-8b), V(deepseek-r1-distill-qwen-14b),
         V(deepseek-r1-distill-qwen-32b), V(deepseek-r1-distill-llama-70b),
-        V(deepseek-v3-tiny-sandbox), V(deepseek-ai/DeepSeek-R1-0528), ...).
+        V(deepseek-ai/DeepSeek-R1-0528), ...).
       - Or a dict of the model's config.json fields (C(num_hidden_layers), C(hidden_size),
         C(num_attention_heads), C(max_position_embeddings), either C(num_key_value_heads) and
         C(head_dim) or C(kv_lora_rank) and C(qk_rope_head_dim), optional C(vocab_size) and MoE fields)

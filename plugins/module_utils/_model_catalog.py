@@ -165,37 +165,6 @@ MODELS = {
         "max_position_embeddings": 131072,
         "tie_word_embeddings": False,
     },
-    # The randomly initialised DeepSeek-V3 the sandbox serves on CPU. The sandbox model
-    # builder writes its config.json from these fields. kv_lora_rank, qk_rope_head_dim and
-    # the head dimensions equal the real model's so the same MLA code paths run.
-    "deepseek-v3-tiny-sandbox": {
-        "hf_repo": None,
-        "architecture": "DeepseekV3ForCausalLM",
-        "attention": "mla",
-        "native_dtype": "bf16",
-        "total_params": 40393368,
-        "active_params": 39508632,
-        "vocab_size": 129280,
-        "hidden_size": 128,
-        "intermediate_size": 256,
-        "moe_intermediate_size": 128,
-        "num_hidden_layers": 4,
-        "num_attention_heads": 8,
-        "num_key_value_heads": 8,
-        "n_routed_experts": 8,
-        "num_experts_per_tok": 2,
-        "n_shared_experts": 1,
-        "first_k_dense_replace": 1,
-        "n_group": 1,
-        "topk_group": 1,
-        "kv_lora_rank": 512,
-        "q_lora_rank": 128,
-        "qk_nope_head_dim": 128,
-        "qk_rope_head_dim": 64,
-        "v_head_dim": 128,
-        "max_position_embeddings": 4096,
-        "tie_word_embeddings": False,
-    },
 }
 
 # Releases that reuse an architecture above.

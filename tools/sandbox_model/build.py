@@ -4,16 +4,17 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Build the sandbox's tiny DeepSeek-V3 model: real architecture and tokenizer, random weights.
 
-Usage: build.py --out DIR [--name NAME] [--version VERSION] [--seed N] [--force]
+Usage: build.py --out DIR [--model FILE.json|CATALOG_NAME] [--version VERSION] [--seed N] [--force]
 
 Writes ``DIR/<name>/<version>/`` with config.json, generation_config.json, model.safetensors,
 tokenizer.json, tokenizer_config.json (with DeepSeek-V3's chat template) and manifest.json in
 the format the ``onprem.deepseek.model_artifact`` module reads, so the directory can be copied
 into the sandbox artifact store as it is.
 
-The architecture numbers come from the catalog entry in
-plugins/module_utils/_model_catalog.py. Everything but the weight build runs on the standard
-library, so the config and manifest logic is testable without torch.
+The architecture numbers come from tests/unit/fixtures/models/deepseek-v3-tiny-sandbox.json, which
+the sandbox inventories pass to the planner as inference_model_spec (the collection's catalog ships
+published models only), or from a catalog entry. Everything but the weight build runs on the
+standard library, so the config and manifest logic is testable without torch.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOG_PATH = ROOT / "plugins" / "module_utils" / "_model_catalog.py"
-DEFAULT_NAME = "deepseek-v3-tiny-sandbox"
+DEFAULT_MODEL = ROOT / "tests" / "unit" / "fixtures" / "models" / "deepseek-v3-tiny-sandbox.json"
 DEFAULT_VERSION = "v1"
 DEFAULT_SEED = 20261129
 MANIFEST = "manifest.json"
@@ -100,7 +101,20 @@ def load_catalog(path=CATALOG_PATH):
     return module
 
 
-def catalog_entry(name=DEFAULT_NAME, catalog=None):
+def model_entry(model=DEFAULT_MODEL, catalog=None):
+    """The architecture to build: a JSON file with the fields of a catalog entry, or a catalog name."""
+    if str(model).endswith(".json"):
+        try:
+            entry = json.loads(Path(model).read_text())
+        except (OSError, ValueError) as exc:
+            raise BuildError("%s: %s" % (model, exc))
+        if not isinstance(entry, dict) or not entry.get("name"):
+            raise BuildError("%s: not a model description with a name" % model)
+        return entry
+    return catalog_entry(model, catalog)
+
+
+def catalog_entry(name, catalog=None):
     catalog = catalog or load_catalog()
     try:
         return catalog.get_model(name)
@@ -115,7 +129,7 @@ def derive_config(entry):
                          % (entry.get("name"), entry.get("architecture")))
     missing = [f for f in ARCH_FIELDS if entry.get(f) is None]
     if missing:
-        raise BuildError("%s: catalog entry lacks %s" % (entry.get("name"), ", ".join(missing)))
+        raise BuildError("%s: model description lacks %s" % (entry.get("name"), ", ".join(missing)))
     config = {"architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3"}
     config.update((f, entry[f]) for f in ARCH_FIELDS)
     config.update(ROUTER_FIELDS)
@@ -217,8 +231,8 @@ def build_weights(config, seed, dest_dir):
     return count, transformers.__version__
 
 
-def build(out, name=DEFAULT_NAME, version=DEFAULT_VERSION, seed=DEFAULT_SEED, force=False, catalog=None):
-    entry = catalog_entry(name, catalog)
+def build(out, model=DEFAULT_MODEL, version=DEFAULT_VERSION, seed=DEFAULT_SEED, force=False, catalog=None):
+    entry = model_entry(model, catalog)
     config = derive_config(entry)
     model_root = Path(out) / entry["name"]
     target = model_root / version
@@ -230,7 +244,7 @@ def build(out, name=DEFAULT_NAME, version=DEFAULT_VERSION, seed=DEFAULT_SEED, fo
         started = time.monotonic()
         count, tf_version = build_weights(config, seed, staging)
         if count != entry.get("total_params"):
-            raise BuildError("built %d parameters, catalog says total_params=%s" % (count, entry.get("total_params")))
+            raise BuildError("built %d parameters, the model description says total_params=%s" % (count, entry.get("total_params")))
         write_json(staging / "generation_config.json", GENERATION_CONFIG)
         copy_tokenizer(tokenizer_dir(), staging)
         for path in staging.iterdir():
@@ -258,13 +272,14 @@ def build(out, name=DEFAULT_NAME, version=DEFAULT_VERSION, seed=DEFAULT_SEED, fo
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="artifact root; writes OUT/NAME/VERSION/")
-    parser.add_argument("--name", default=DEFAULT_NAME, help="catalog entry (default: %(default)s)")
+    parser.add_argument("--model", default=str(DEFAULT_MODEL),
+                        help="model description (JSON) or catalog name (default: %(default)s)")
     parser.add_argument("--version", default=DEFAULT_VERSION, help="version directory (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="weight seed (default: %(default)s)")
     parser.add_argument("--force", action="store_true", help="replace an existing version directory")
     args = parser.parse_args(argv)
     try:
-        result = build(args.out, args.name, args.version, args.seed, args.force)
+        result = build(args.out, args.model, args.version, args.seed, args.force)
     except BuildError as exc:
         print("build.py: error: %s" % exc, file=sys.stderr)
         return 1

@@ -1,4 +1,7 @@
 """The planner against the published vLLM / SGLang / DeepSeek recipes, and its formulas."""
+import json
+from pathlib import Path
+
 import pytest
 
 from ansible_collections.onprem.deepseek.plugins.module_utils._inference_plan import (
@@ -11,6 +14,9 @@ from ansible_collections.onprem.deepseek.plugins.module_utils._inference_plan im
     weight_bytes_per_gpu,
 )
 from ansible_collections.onprem.deepseek.plugins.module_utils._model_catalog import get_model
+
+# The sandbox's tiny DeepSeek-V3, which the sandbox passes as a description (not in the catalog).
+TINY = json.loads((Path(__file__).resolve().parents[2] / "fixtures" / "models" / "deepseek-v3-tiny-sandbox.json").read_text())
 
 
 def hw(gpu_model, gib, per_node, nodes=1, **extra):
@@ -323,7 +329,7 @@ def test_none_options_mean_unset():
 
 
 def test_sandbox_model_on_cpu():
-    result = plan("deepseek-v3-tiny-sandbox", hw("cpu", 4, 1))
+    result = plan(TINY, hw("cpu", 4, 1))
     assert result["fits"] is True
     assert (result["tensor_parallel_size"], result["enable_expert_parallel"]) == (1, False)
     assert result["max_model_len"] == 4096
