@@ -1,0 +1,92 @@
+"""A STAND-IN for an inference engine (test only): OpenAI-style answers with usage, no model.
+
+Serves /health, /v1/models, /v1/chat/completions, /v1/completions and /v1/embeddings; a request
+with "stream": true gets server-sent events ending in a usage chunk (when stream_options asks for
+it, as the gateway always does) and [DONE]. Every /v1 request must carry the engine key (read from
+the file named by the first argument) as "Authorization: Bearer": the gateway's, never a caller's.
+"""
+import hmac
+import json
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+MODELS = ("deepseek-r1", "deepseek-coder")
+USAGE = {"prompt_tokens": 7, "completion_tokens": 13, "total_tokens": 20}
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    key = b""
+
+    def log_message(self, *args):
+        pass
+
+    def _json(self, status, data):
+        raw = json.dumps(data).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def _authorized(self):
+        given = (self.headers.get("Authorization") or "").encode()
+        if hmac.compare_digest(given, b"Bearer " + self.key):
+            return True
+        self._json(401, {"error": {"message": "engine key missing or wrong", "code": 401}})
+        return False
+
+    def do_GET(self):
+        if self.path == "/health":
+            self._json(200, {"status": "ok"})
+        elif self.path == "/v1/models":
+            if self._authorized():
+                self._json(200, {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "standin"}
+                                                            for m in MODELS]})
+        else:
+            self._json(404, {"error": {"message": "no route", "code": 404}})
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if not self._authorized():
+            return
+        request = json.loads(body or b"{}")
+        if self.path == "/v1/embeddings":
+            self._json(200, {"object": "list", "model": request.get("model"),
+                             "data": [{"object": "embedding", "index": 0, "embedding": [0.0, 1.0]}],
+                             "usage": {"prompt_tokens": 7, "total_tokens": 7}})
+        elif request.get("stream") is True:
+            self._stream(request)
+        else:
+            self._json(200, {"id": "standin-1", "object": "chat.completion", "model": request.get("model"),
+                             "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello"}}],
+                             "usage": USAGE})
+
+    def _stream(self, request):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        chunk = {"object": "chat.completion.chunk", "model": request.get("model")}
+        for part in ("hel", "lo"):
+            event = dict(chunk, choices=[{"index": 0, "delta": {"content": part}}])
+            self.wfile.write(b"data: " + json.dumps(event).encode() + b"\n\n")
+            self.wfile.flush()
+            time.sleep(0.2)
+        if (request.get("stream_options") or {}).get("include_usage") is True:
+            self.wfile.write(b"data: " + json.dumps(dict(chunk, choices=[], usage=USAGE)).encode() + b"\n\n")
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
+
+
+def main():
+    with open(sys.argv[1], "rb") as f:
+        Handler.key = f.read().strip()
+    ThreadingHTTPServer(("0.0.0.0", int(sys.argv[2])), Handler).serve_forever()
+
+
+if __name__ == "__main__":
+    main()
