@@ -18,6 +18,10 @@ description:
   - "A principal's O(principals[].keys) entries are stored hashes (C(scrypt$...)) or names of API keys that
     the C(pki) role issued on the host; names are looked up in O(stored_hashes). C(revoked_keys) entries
     are key ids or such names."
+  - "A principal's O(principals[].client_certificates) are the subjects of client certificates that prove it, exactly as
+    nginx's C($ssl_client_s_dn) prints them (RFC 2253, most specific first, for example
+    C(CN=analyst-app,O=onprem.deepseek)); a subject belongs to one principal. C(revoked_certificates) are serials in hex
+    (C(openssl x509 -noout -serial)); a revoked serial proves nobody, whichever principal lists it."
   - "O(splits) (C(gateway_splits)) are checked too, so that a bad split fails with the same kind of
     message, but they are not part of the result: the gateway reads them from their own file."
   - "Every error names the variable path, for example C(gateway_principals[1].roles[0]: unknown role 'x')."
@@ -29,7 +33,9 @@ options:
     type: dict
     required: true
   principals:
-    description: C(gateway_principals), each with C(name), C(roles), optional C(keys), C(revoked_keys), C(limits).
+    description: >-
+      C(gateway_principals), each with C(name), C(roles), optional C(keys), C(revoked_keys), C(client_certificates),
+      C(revoked_certificates), C(limits).
     type: list
     elements: dict
     required: true
@@ -93,7 +99,7 @@ _value:
       elements: str
       sample: [deepseek-r1]
     principals:
-      description: Principal name to its C(roles), C(allow) (action to models) and C(limits).
+      description: Principal name to its C(roles), C(allow) (action to models), C(limits) and C(client_certificates).
       type: dict
     keys:
       description: Key id to its principal and scrypt parameters, salt and hash; revoked keys left out.
@@ -102,6 +108,15 @@ _value:
       description: Revoked key ids.
       type: list
       elements: str
+    certificates:
+      description: Client certificate subject (RFC 2253) to its principal.
+      type: dict
+      sample: {"CN=analyst-app,O=onprem.deepseek": analyst}
+    revoked_certificates:
+      description: Revoked client certificate serials, upper-case hex without leading zeros.
+      type: list
+      elements: str
+      sample: ["1A2B"]
     unmatched:
       description: Role resources that match no served model (variable paths).
       type: list

@@ -7,7 +7,9 @@
 variables into one JSON table that the nginx Lua code only looks things up in. ``decide`` is the
 reference answer for one request (status, principal, model) that the Lua code and the scenario
 matrix are checked against. Anything not granted is denied. Only scrypt hashes of API keys are
-inputs, so the table never holds a key in clear.
+inputs, so the table never holds a key in clear. A principal may also be proved by a client
+certificate the gateway's CA file verifies: its subject, exactly as nginx's ``$ssl_client_s_dn``
+prints it (RFC 2253), names the principal; a revoked serial (``$ssl_client_serial``) never does.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ DEFAULT_LIMITS = {"requests_per_second": 10, "tokens_per_minute": 100000, "concu
 LIMIT_MAX = 10 ** 9
 MAX_WEIGHT = 10000
 MAX_SUBJECT = 1024
+# RFC 5280: a serial is at most 20 octets (leading zeros aside).
+MAX_SERIAL_DIGITS = 40
 MODEL_MAX = 128
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 # A '/' must be followed by a letter or digit: no '//', no '/.', no '..' segment.
@@ -42,7 +46,10 @@ MODEL_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.:-]|/(?=[A-Za-z0-9]))*\Z")
 # Only '*' is a wildcard; '?' and '[...]' are refused so patterns read the same in Lua.
 PATTERN_RE = re.compile(r"^[A-Za-z0-9_.:/*-]+\Z")
 KEY_ID_RE = re.compile(r"^[0-9a-f]{12}\Z")
-SUBJECT_RE = re.compile(r"^[^\x00-\x20\x7f](?:[^\x00-\x1f\x7f]*[^\x00-\x20\x7f])?\Z")
+# RFC 2253 as nginx prints it: "type=value,...", printable ASCII only (it escapes the rest as
+# \XX). Refuses a bare common name, OpenSSL's "/O=.." and "CN = .." forms, and spaces at the ends.
+SUBJECT_RE = re.compile(r"^(?:[A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)+)=[\x20-\x7e]*[\x21-\x7e]\Z")
+SERIAL_RE = re.compile(r"^[0-9A-Fa-f]+(?::[0-9A-Fa-f]+)*\Z")
 ROUTES = {
     "/v1/models": ("GET", "read"),
     "/v1/chat/completions": ("POST", "execute"),
@@ -151,12 +158,31 @@ def _add_key(stored, where, principal, index):
                      "hash": base64.b64encode(record["hash"]).decode("ascii")}
 
 
+def _subject(value, where):
+    if not isinstance(value, str) or len(value) > MAX_SUBJECT or not SUBJECT_RE.match(value):
+        _fail(where, "%r must be a certificate subject as nginx's $ssl_client_s_dn prints it (RFC 2253, most "
+                     "specific first, e.g. 'CN=analyst-app,O=onprem.deepseek'): printable ASCII (nginx "
+                     "escapes other bytes as \\XX), no spaces at the ends" % (value,))
+    return value
+
+
+def serial_of(value):
+    """A certificate serial in hex (``openssl x509 -serial``, ``$ssl_client_serial``, or with ':'
+    between octets) as the policy holds it: upper case, no leading zeros; None when not one."""
+    if not isinstance(value, str) or not SERIAL_RE.match(value):
+        return None
+    digits = value.replace(":", "").upper().lstrip("0") or "0"
+    return digits if len(digits) <= MAX_SERIAL_DIGITS else None
+
+
 def compile_policy(roles, principals, keys, models, defaults=None):
     """The table the gateway enforces, with a ``generation`` that changes with any change to it.
 
     ``keys`` (``gateway_keys``) maps principal names to further stored hashes, on top of each
     principal's own ``keys``; ``defaults`` (``gateway_default_limits``) fills limits a principal
     leaves out. A revoked key id is listed in ``revoked`` and left out of the key index.
+    ``certificates`` maps each client certificate subject to its principal; a revoked serial is in
+    ``revoked_certificates`` whichever principal lists it.
     """
     served = set()
     for i, model in enumerate(_list(models, "models")):
@@ -167,10 +193,11 @@ def compile_policy(roles, principals, keys, models, defaults=None):
     base = _limits(defaults if defaults is not None else {}, "gateway_default_limits", DEFAULT_LIMITS)
     unmatched = []
     grants = _compile_roles(roles if roles is not None else {}, served, unmatched)
-    table, index, revoked, mtls = {}, {}, set(), {}
+    table, index, revoked, subjects, revoked_serials = {}, {}, set(), {}, set()
     for i, spec in enumerate(_list(principals, "gateway_principals")):
         where = "gateway_principals[%d]" % i
-        _mapping(spec, where, ("name", "roles", "keys", "revoked_keys", "limits", "mtls_subject"), ("name", "roles"))
+        _mapping(spec, where, ("name", "roles", "keys", "revoked_keys", "limits", "client_certificates",
+                               "revoked_certificates"), ("name", "roles"))
         name = _name(spec["name"], where + ".name")
         if name in table:
             _fail(where + ".name", "duplicate principal %r" % name)
@@ -191,15 +218,22 @@ def compile_policy(roles, principals, keys, models, defaults=None):
             if not isinstance(key_id, str) or not KEY_ID_RE.match(key_id):
                 _fail("%s.revoked_keys[%d]" % (where, j), "%r is not a 12-hex-digit key id" % (key_id,))
             revoked.add(key_id)
-        subject = spec.get("mtls_subject")
-        if subject is not None:
-            if _text(subject, where + ".mtls_subject", SUBJECT_RE, MAX_SUBJECT, "must be a certificate subject "
-                     "without control characters or surrounding spaces") in mtls:
-                _fail(where + ".mtls_subject", "subject already belongs to principal %r" % mtls[subject])
-            mtls[subject] = name
+        own = []
+        for j, subject in enumerate(_list(spec.get("client_certificates", []), where + ".client_certificates")):
+            at = "%s.client_certificates[%d]" % (where, j)
+            if _subject(subject, at) in subjects:
+                _fail(at, "subject %r already belongs to principal %r" % (subject, subjects[subject]))
+            subjects[subject] = name
+            own.append(subject)
+        for j, serial in enumerate(_list(spec.get("revoked_certificates", []), where + ".revoked_certificates")):
+            canonical = serial_of(serial)
+            if canonical is None:
+                _fail("%s.revoked_certificates[%d]" % (where, j), "%r is not a certificate serial: a quoted hex "
+                      "string of at most %d digits, ':' between octets allowed" % (serial, MAX_SERIAL_DIGITS))
+            revoked_serials.add(canonical)
         table[name] = {"roles": sorted(names), "allow": {a: sorted(m) for a, m in allow.items()},
                        "limits": _limits(spec.get("limits", {}), where + ".limits", base),
-                       "mtls_subject": subject}
+                       "client_certificates": sorted(own)}
     keys = _mapping(keys if keys is not None else {}, "gateway_keys")
     for owner in sorted(keys, key=str):
         if owner not in table:
@@ -208,7 +242,7 @@ def compile_policy(roles, principals, keys, models, defaults=None):
             _add_key(stored, "gateway_keys.%s[%d]" % (owner, j), owner, index)
     policy = {"version": POLICY_VERSION, "models": sorted(served), "principals": table,
               "keys": {k: v for k, v in index.items() if k not in revoked}, "revoked": sorted(revoked),
-              "mtls": mtls, "unmatched": unmatched}
+              "certificates": subjects, "revoked_certificates": sorted(revoked_serials), "unmatched": unmatched}
     canonical = json.dumps(policy, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     policy["generation"] = hashlib.sha256(canonical.encode("ascii")).hexdigest()
     return policy
@@ -278,6 +312,19 @@ def authenticate(policy, authorization):
     return entry["principal"] if verify_key(key, stored) else None
 
 
+def authenticate_certificate(policy, certificate):
+    """``(principal, revoked)`` for a client certificate: ``certificate`` holds what nginx reports,
+    ``verify`` ($ssl_client_verify), ``subject`` ($ssl_client_s_dn) and ``serial`` ($ssl_client_serial).
+    Only a verified certificate counts; a revoked serial is refused whatever its subject."""
+    if not isinstance(certificate, dict) or certificate.get("verify") != "SUCCESS":
+        return None, False
+    serial = serial_of(certificate.get("serial"))
+    if serial is not None and serial in policy.get("revoked_certificates", ()):
+        return None, True
+    principal = policy.get("certificates", {}).get(certificate.get("subject"))
+    return (principal if principal in policy["principals"] else None), False
+
+
 def _unique_pairs(pairs):
     seen = {}
     for name, value in pairs:
@@ -311,12 +358,20 @@ def visible_models(policy, principal):
     return list(entry["allow"]["read"]) if entry else []
 
 
-def decide(policy, key, method, path, body_bytes):
-    """``(status, principal, model)`` for one request; ``key`` is the Authorization header value.
+def decide(policy, key, method, path, body_bytes, certificate=None):
+    """``(status, principal, model)`` for one request; ``key`` is the Authorization header value
+    (None: no header), ``certificate`` what nginx reports of a client certificate, as for
+    ``authenticate_certificate`` (None: the connection offered none).
 
-    Checked in this order: path and route (400/404/405), a key in the query (401), public
-    routes (200), the key (401), the body (400), the grant (403).
+    Checked in this order: a client certificate that failed verification (400, nginx answers it
+    before any route), path and route (400/404/405), a key in the query (401), public routes
+    (200), the credential (401), the body (400), the grant (403). The credential is the key when
+    there is an Authorization header, even one that fails; only without one does a verified
+    certificate count.
     """
+    verify = certificate.get("verify") if isinstance(certificate, dict) else None
+    if verify not in (None, "NONE", "SUCCESS"):
+        return 400, None, None
     status, action = route_action(method, path)
     if status != 200:
         return status, None, None
@@ -324,7 +379,10 @@ def decide(policy, key, method, path, body_bytes):
         return 401, None, None
     if action == "public":
         return 200, None, None
-    principal = authenticate(policy, key)
+    if key is None:
+        principal = authenticate_certificate(policy, certificate)[0]
+    else:
+        principal = authenticate(policy, key)
     if principal is None:
         return 401, None, None
     if action == "read":

@@ -135,10 +135,22 @@ class EngineHandler(BaseHTTPRequestHandler):
 class Gateway:
     """nginx run in the foreground from a temporary prefix with the gateway configuration."""
 
-    def __init__(self, prefix, policy, splits, engines, workers=2, max_body="1m", split_name="chat"):
+    def __init__(self, prefix, policy, splits, engines, workers=2, max_body="1m", split_name="chat",
+                 metrics_allow=("127.0.0.1",), tls=None):
+        """``tls``: ``certificate``, ``key`` and ``client_ca`` files for a second, TLS listener that
+        asks for client certificates (its port is ``tls_port``)."""
         self.prefix = Path(prefix)
         self.prefix.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
+        self.metrics_port = free_port()
+        while self.metrics_port == self.port:
+            self.metrics_port = free_port()
+        self.tls_port = None
+        if tls:
+            self.tls_port = free_port()
+            while self.tls_port in (self.port, self.metrics_port):
+                self.tls_port = free_port()
+            tls = dict(tls, port=self.tls_port)
         self.policy_path = self.prefix / "policy.json"
         self.splits_path = self.prefix / "splits.json"
         self.write_policy(policy)
@@ -149,7 +161,8 @@ class Gateway:
             prefix=str(self.prefix), module_dir=module_dir(), lua_dir=str(LUA_DIR), workers=workers,
             policy_path=str(self.policy_path), splits_path=str(self.splits_path), port=self.port,
             upstream_a=engines[0].port, upstream_b=engines[1].port, max_body=max_body,
-            read_timeout="3600s", split_name=split_name))
+            read_timeout="3600s", split_name=split_name, metrics_port=self.metrics_port,
+            metrics_allow=list(metrics_allow), tls=tls))
         self.proc = None
 
     def write_policy(self, policy):

@@ -19,6 +19,8 @@ import yaml
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
 
+from role_templates import role_variables
+
 from ansible_collections.onprem.deepseek.plugins.module_utils._inference_engine import deployment
 from ansible_collections.onprem.deepseek.plugins.module_utils._inference_plan import plan_inference
 
@@ -53,22 +55,10 @@ HARDENING = {
 }
 
 
-def _trust(value):
-    # Vars files read by a play are templates; DataLoader alone leaves them plain strings.
-    if isinstance(value, str):
-        return trust_as_template(value)
-    if isinstance(value, dict):
-        return {key: _trust(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_trust(item) for item in value]
-    return value
-
-
 def render(template, host="gpu-a1", hardware=None, plan_options=None, model="deepseek-r1", **overrides):
     """Render one template of the role as the template module would on ``host``."""
     loader = DataLoader()
-    variables = _trust(loader.load_from_file(str(ROLE / "defaults" / "main.yml")))
-    variables.update(_trust(loader.load_from_file(str(ROLE / "vars" / "main.yml"))))
+    variables = role_variables(loader, "inference")
     plan = plan_inference(model, hardware or H200, plan_options or {})
     assert plan["fits"], plan["reasons"]
     cluster = overrides.get("inference_cluster_hosts", [])

@@ -32,6 +32,14 @@ def test_key_names_and_stored_hashes_both_work(key):
     assert key["key"] not in str(policy)
 
 
+def test_client_certificates_pass_through():
+    policy = plugin.gateway_policy(ROLES, principals=[{"name": "a", "roles": ["user"],
+                                                      "client_certificates": ["CN=a-app,O=onprem.deepseek"],
+                                                      "revoked_certificates": ["0a:1B"]}], models=MODELS)
+    assert policy["certificates"] == {"CN=a-app,O=onprem.deepseek": "a"}
+    assert policy["revoked_certificates"] == ["A1B"]
+
+
 def test_defaults_fill_limits(key):
     policy = plugin.gateway_policy(ROLES, principals=[{"name": "a", "roles": ["user"]}], models=MODELS,
                                    defaults={"requests_per_second": 3})
@@ -47,6 +55,10 @@ def test_defaults_fill_limits(key):
     ([{"name": "a", "roles": []}], {"splits": [dict(SPLIT, variants=[{"name": "a", "weight": 0}])]},
      "gateway_splits[0].variants: weights add up to 0"),
     ([{"name": "a", "roles": [], "revoked_keys": ["xyz"]}], {}, "gateway_principals[0].revoked_keys[0]:"),
+    ([{"name": "a", "roles": []}, {"name": "b", "roles": [], "client_certificates": ["CN=b", "b"]}], {},
+     "gateway_principals[1].client_certificates[1]: 'b' must be a certificate subject"),
+    ([{"name": "a", "roles": [], "revoked_certificates": [10]}], {},
+     "gateway_principals[0].revoked_certificates[0]: 10 is not a certificate serial"),
 ])
 def test_errors_name_the_variable(principals, kwargs, message):
     kwargs.setdefault("models", MODELS)

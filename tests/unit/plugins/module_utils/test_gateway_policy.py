@@ -10,15 +10,18 @@ from ansible_collections.onprem.deepseek.plugins.module_utils import _pki_secret
 from ansible_collections.onprem.deepseek.plugins.module_utils._gateway_policy import (
     DEFAULT_LIMITS,
     LIMIT_MAX,
+    MAX_SERIAL_DIGITS,
     MAX_SUBJECT,
     MAX_WEIGHT,
     MODEL_MAX,
     GatewayPolicyError,
     compile_policy,
     compile_splits,
+    authenticate_certificate,
     decide,
     normalise_path,
     route_action,
+    serial_of,
     split_assign,
     visible_models,
 )
@@ -50,10 +53,11 @@ def keys():
 def principals(keys):
     return [
         {"name": "alice", "roles": ["reader", "coder"], "keys": [keys["alice"]["stored"]],
-         "limits": {"concurrency": 2}, "mtls_subject": "CN=alice,O=Example"},
+         "limits": {"concurrency": 2}, "client_certificates": ["CN=alice,O=Example", "CN=alice-laptop,O=Example"]},
         {"name": "bob", "roles": ["coder"], "keys": [keys["bob"]["stored"]]},
         {"name": "carol", "roles": ["r1-user"], "keys": [keys["carol"]["stored"], keys["carol-old"]["stored"]],
-         "revoked_keys": [keys["carol-old"]["id"]]},
+         "revoked_keys": [keys["carol-old"]["id"]], "client_certificates": ["CN=carol,O=Example"],
+         "revoked_certificates": ["00:1f"]},
         {"name": "dave", "roles": []},
     ]
 
@@ -102,9 +106,22 @@ def test_key_index_holds_only_hashes_and_leaves_revoked_keys_out(policy, keys):
     assert not any(k["key"].split("_", 2)[2] in text for k in keys.values())
 
 
-def test_mtls_subject_index(policy):
-    assert policy["mtls"] == {"CN=alice,O=Example": "alice"}
-    assert policy["principals"]["bob"]["mtls_subject"] is None
+def test_client_certificate_index_and_revoked_serials(policy):
+    assert policy["certificates"] == {"CN=alice,O=Example": "alice", "CN=alice-laptop,O=Example": "alice",
+                                      "CN=carol,O=Example": "carol"}
+    assert policy["principals"]["alice"]["client_certificates"] == ["CN=alice,O=Example", "CN=alice-laptop,O=Example"]
+    assert policy["principals"]["bob"]["client_certificates"] == []
+    assert policy["revoked_certificates"] == ["1F"]
+
+
+@pytest.mark.parametrize("raw,canonical", [
+    ("1F", "1F"), ("1f", "1F"), ("001F", "1F"), ("00:1f", "1F"), ("0", "0"), ("00", "0"), ("0A", "A"),
+    ("5A:3F:00", "5A3F00"), ("0" + "F" * MAX_SERIAL_DIGITS, "F" * MAX_SERIAL_DIGITS),
+    ("F" * (MAX_SERIAL_DIGITS + 1), None), ("", None), ("0x1F", None), ("1F:", None), (":1F", None), ("1F::2", None),
+    ("1F\n", None), (" 1F", None), ("-1F", None), ("1G", None), (31, None), (None, None),
+])
+def test_serial_of(raw, canonical):
+    assert serial_of(raw) == canonical
 
 
 def test_star_is_the_only_wildcard_and_crosses_slashes(keys):
@@ -143,8 +160,12 @@ def test_generation_is_the_hash_of_everything_else_and_follows_every_change(poli
     changed[1]["limits"] = {"concurrency": 3}
     revoked = principals(keys)
     revoked[1]["revoked_keys"] = [keys["bob"]["id"]]
+    certified = principals(keys)
+    certified[1]["client_certificates"] = ["CN=bob,O=Example"]
+    serial = principals(keys)
+    serial[1]["revoked_certificates"] = ["2A"]
     variants = [gen(changed), gen(revoked), gen(extra={"dave": [keys["dave"]["stored"]]}),
-                gen(models=MODELS + ["other"]), gen(defaults={"concurrency": 1})]
+                gen(models=MODELS + ["other"]), gen(defaults={"concurrency": 1}), gen(certified), gen(serial)]
     assert len({base, *variants}) == len(variants) + 1
 
 
@@ -189,12 +210,43 @@ def bad_hash(n):
     (lambda r, p, k: p[1].__setitem__("revoked_keys", ["0123456789ab\n"]),
      r"^gateway_principals\[1\]\.revoked_keys\[0\]"),
     (lambda r, p, k: p[1].__setitem__("revoked_keys", ["0123456789a"]), r"^gateway_principals\[1\]\.revoked_keys\[0\]"),
-    (lambda r, p, k: p[1].__setitem__("mtls_subject", "CN=alice,O=Example"),
-     r"^gateway_principals\[1\]\.mtls_subject: subject already belongs to principal 'alice'"),
-    (lambda r, p, k: p[1].__setitem__("mtls_subject", "CN=bob "), r"^gateway_principals\[1\]\.mtls_subject"),
-    (lambda r, p, k: p[1].__setitem__("mtls_subject", "CN=bob\n"), r"^gateway_principals\[1\]\.mtls_subject"),
-    (lambda r, p, k: p[1].__setitem__("mtls_subject", ""), r"^gateway_principals\[1\]\.mtls_subject"),
-    (lambda r, p, k: p[1].__setitem__("mtls_subject", "C" * (MAX_SUBJECT + 1)), r"^gateway_principals\[1\]\.mtls"),
+    (lambda r, p, k: p[1].__setitem__("client_certificates", ["CN=bob,O=Example", "CN=alice,O=Example"]),
+     r"^gateway_principals\[1\]\.client_certificates\[1\]: subject 'CN=alice,O=Example' already belongs to "
+     r"principal 'alice'$"),
+    (lambda r, p, k: p[0]["client_certificates"].append("CN=alice,O=Example"),
+     r"^gateway_principals\[0\]\.client_certificates\[2\]: subject .* already belongs to principal 'alice'"),
+    (lambda r, p, k: p[1].__setitem__("client_certificates", ["CN=bob,O=Example "]),
+     r"^gateway_principals\[1\]\.client_certificates\[0\]: 'CN=bob,O=Example ' must be a certificate subject"),
+    (lambda r, p, k: p[1].__setitem__("client_certificates", [" CN=bob"]), r"^gateway_principals\[1\]\.client_cert"),
+    (lambda r, p, k: p[1].__setitem__("client_certificates", ["CN=bob\n"]), r"^gateway_principals\[1\]\.client_cert"),
+    (lambda r, p, k: p[1].__setitem__("client_certificates", ["CN=b\tob"]), r"^gateway_principals\[1\]\.client_cert"),
+    (lambda r, p, k: p[1].__setitem__("client_certificates", ["CN=b\x7fob"]), r"^gateway_principals\[1\]\.client_cert"),
+    (lambda r, p, k: p[1].__setitem__("client_certificates", [""]), r"^gateway_principals\[1\]\.client_cert"),
+    (lambda r, p, k: p[1].__setitem__("client_certificates", ["CN="]), r"^gateway_principals\[1\]\.client_cert"),
+    (lambda r, p, k: p[1].__setitem__("client_certificates", ["CN=caf\u00e9"]),
+     r"^gateway_principals\[1\]\.client_certificates\[0\]: .*printable ASCII"),
+    (lambda r, p, k: p[1].__setitem__("client_certificates", ["CN=" + "b" * (MAX_SUBJECT - 2)]),
+     r"^gateway_principals\[1\]\.client_certificates\[0\]"),
+    (lambda r, p, k: p[1].__setitem__("client_certificates", ["bob"]),
+     r"^gateway_principals\[1\]\.client_certificates\[0\]: 'bob' .*RFC 2253"),
+    (lambda r, p, k: p[1].__setitem__("client_certificates", ["/O=Example/CN=bob"]),
+     r"^gateway_principals\[1\]\.client_certificates\[0\]"),
+    (lambda r, p, k: p[1].__setitem__("client_certificates", ["CN = bob, O = Example"]),
+     r"^gateway_principals\[1\]\.client_certificates\[0\]"),
+    (lambda r, p, k: p[1].__setitem__("client_certificates", [None]), r"^gateway_principals\[1\]\.client_cert"),
+    (lambda r, p, k: p[1].__setitem__("client_certificates", "CN=bob,O=Example"),
+     r"^gateway_principals\[1\]\.client_certificates: must be a list"),
+    (lambda r, p, k: p[1].__setitem__("revoked_certificates", [31]),
+     r"^gateway_principals\[1\]\.revoked_certificates\[0\]: 31 is not a certificate serial: a quoted hex"),
+    (lambda r, p, k: p[1].__setitem__("revoked_certificates", ["1F", "0x1F"]),
+     r"^gateway_principals\[1\]\.revoked_certificates\[1\]: '0x1F' is not"),
+    (lambda r, p, k: p[1].__setitem__("revoked_certificates", ["F" * (MAX_SERIAL_DIGITS + 1)]),
+     r"^gateway_principals\[1\]\.revoked_certificates\[0\]"),
+    (lambda r, p, k: p[1].__setitem__("revoked_certificates", ["1F\n"]),
+     r"^gateway_principals\[1\]\.revoked_certificates\[0\]"),
+    (lambda r, p, k: p[1].__setitem__("revoked_certificates", "1F"),
+     r"^gateway_principals\[1\]\.revoked_certificates: must be a list"),
+    (lambda r, p, k: p[1].__setitem__("mtls_subject", "CN=bob"), r"^gateway_principals\[1\]: unknown field 'mtls_subject'"),
     (lambda r, p, k: p[1].__setitem__("limits", {"concurrency": 0}),
      r"^gateway_principals\[1\]\.limits\.concurrency: 0 must be an integer from 1"),
     (lambda r, p, k: p[1].__setitem__("limits", {"concurrency": LIMIT_MAX + 1}),
@@ -239,13 +291,16 @@ def test_invalid_keys_models_and_defaults(keys, keys_var, models, defaults, mess
 def test_boundaries_that_are_accepted(keys):
     p = principals(keys)
     p[1]["limits"] = {"concurrency": 1, "tokens_per_minute": LIMIT_MAX}
-    p[1]["mtls_subject"] = "C" * MAX_SUBJECT
+    p[1]["client_certificates"] = ["CN=" + "b" * (MAX_SUBJECT - 3), "2.5.4.3=bob", "CN=bob\\, jr.,O=Caf\\C3\\A9"]
+    p[1]["revoked_certificates"] = ["F" * MAX_SERIAL_DIGITS, "0", "1f", "00:1F"]
     p[3]["name"] = "d" * 64
     models = MODELS + ["a" * MODEL_MAX]
     r = roles()
     r["reader"]["resources"] = ["model/" + "a" * MODEL_MAX]
     compiled = compile_policy(r, p, None, models)
     assert compiled["principals"]["bob"]["limits"]["concurrency"] == 1
+    assert sorted(compiled["certificates"].values()).count("bob") == 3
+    assert compiled["revoked_certificates"] == ["0", "1F", "F" * MAX_SERIAL_DIGITS]
     assert compiled["principals"]["alice"]["allow"]["read"] == ["a" * MODEL_MAX]
     assert "d" * 64 in compiled["principals"]
 
@@ -396,6 +451,85 @@ def test_execute_needs_a_json_object_naming_one_model(policy, keys, payload):
 def test_bytearray_body_is_read(policy, keys):
     assert decide(policy, bearer(keys, "bob"), "POST", CHAT, bytearray(body("deepseek-coder-v2"))) == \
         (200, "bob", "deepseek-coder-v2")
+
+
+# --- decide with client certificates --------------------------------------------------------------
+
+def cert(subject, serial="1002", verify="SUCCESS"):
+    """A client certificate as nginx reports it ($ssl_client_verify, $ssl_client_s_dn, $ssl_client_serial)."""
+    return {"verify": verify, "subject": subject, "serial": serial}
+
+
+ALICE, CAROL = cert("CN=alice,O=Example"), cert("CN=carol,O=Example")
+
+
+@pytest.mark.parametrize("certificate,method,path,payload,expected", [
+    (ALICE, "GET", "/v1/models", b"", (200, "alice", None)),
+    (cert("CN=alice-laptop,O=Example"), "GET", "/v1/models", b"", (200, "alice", None)),
+    (ALICE, "POST", CHAT, body("deepseek-coder-v2"), (200, "alice", "deepseek-coder-v2")),
+    (ALICE, "POST", CHAT, body("deepseek-r1"), (403, "alice", "deepseek-r1")),
+    (ALICE, "POST", CHAT, b"{}", (400, "alice", None)),
+    (CAROL, "POST", CHAT, body("deepseek-r1"), (200, "carol", "deepseek-r1")),
+    (ALICE, "GET", "/health", b"", (200, None, None)),
+    (ALICE, "GET", "/v1/models?api_key=x", b"", (401, None, None)),
+    (ALICE, "GET", "/nope", b"", (404, None, None)),
+    # Exact subjects only: another order, case or spacing is another certificate.
+    (cert("O=Example,CN=alice"), "GET", "/v1/models", b"", (401, None, None)),
+    (cert("cn=alice,o=Example"), "GET", "/v1/models", b"", (401, None, None)),
+    (cert("CN=alice, O=Example"), "GET", "/v1/models", b"", (401, None, None)),
+    (cert("CN=mallory,O=Example"), "GET", "/v1/models", b"", (401, None, None)),
+    (cert(None), "GET", "/v1/models", b"", (401, None, None)),
+    # The revoked serial (listed as 00:1f), in the forms nginx may print it, whatever the subject.
+    (cert("CN=carol,O=Example", "1F"), "GET", "/v1/models", b"", (401, None, None)),
+    (cert("CN=carol,O=Example", "001F"), "GET", "/v1/models", b"", (401, None, None)),
+    (cert("CN=alice,O=Example", "1F"), "GET", "/v1/models", b"", (401, None, None)),
+    (cert("CN=carol,O=Example", "1F0"), "GET", "/v1/models", b"", (200, "carol", None)),
+    (cert("CN=carol,O=Example", "F1"), "GET", "/v1/models", b"", (200, "carol", None)),
+    # Not verified: none offered is anonymous; one that failed is refused before any route.
+    (cert("CN=alice,O=Example", verify="NONE"), "GET", "/v1/models", b"", (401, None, None)),
+    (cert("CN=alice,O=Example", verify="FAILED:certificate has expired"), "GET", "/v1/models", b"", (400, None, None)),
+    (cert("CN=alice,O=Example", verify="FAILED:x"), "GET", "/health", b"", (400, None, None)),
+    (cert("CN=alice,O=Example", verify="FAILED:x"), "GET", "/nope", b"", (400, None, None)),
+    (cert("CN=alice,O=Example", verify="success"), "GET", "/v1/models", b"", (400, None, None)),
+    (cert("CN=alice,O=Example", verify=""), "GET", "/v1/models", b"", (400, None, None)),
+    (None, "GET", "/v1/models", b"", (401, None, None)),
+])
+def test_a_verified_certificate_is_its_principal(policy, certificate, method, path, payload, expected):
+    assert decide(policy, None, method, path, payload, certificate=certificate) == expected
+
+
+def test_a_key_takes_precedence_over_a_certificate(policy, keys):
+    assert decide(policy, bearer(keys, "bob"), "GET", "/v1/models", b"", certificate=ALICE) == (403, "bob", None)
+    assert decide(policy, bearer(keys, "carol"), "GET", "/v1/models", b"", ALICE) == (200, "carol", None)
+    # A key that fails is not replaced by the certificate.
+    for header in ("", "Bearer", "Basic YWxpY2U6cHc=", bearer(keys, "carol-old")):
+        assert decide(policy, header, "GET", "/v1/models", b"", certificate=ALICE) == (401, None, None)
+    # A certificate that failed verification is refused even with a good key.
+    failed = cert("CN=alice,O=Example", verify="FAILED:x")
+    assert decide(policy, bearer(keys, "alice"), "GET", "/v1/models", b"", certificate=failed) == (400, None, None)
+
+
+def test_authenticate_certificate_reports_revocation(policy):
+    assert authenticate_certificate(policy, ALICE) == ("alice", False)
+    assert authenticate_certificate(policy, cert("CN=nobody,O=Example", "001f")) == (None, True)
+    assert authenticate_certificate(policy, cert("CN=nobody,O=Example")) == (None, False)
+    assert authenticate_certificate(policy, cert("CN=alice,O=Example", verify="NONE")) == (None, False)
+    assert authenticate_certificate(policy, None) == (None, False)
+    assert authenticate_certificate(policy, "CN=alice,O=Example") == (None, False)
+
+
+def test_a_certificate_of_a_removed_principal_is_refused(policy):
+    tampered = copy.deepcopy(policy)
+    del tampered["principals"]["alice"]
+    assert decide(tampered, None, "GET", "/v1/models", b"", certificate=ALICE) == (401, None, None)
+    assert decide(policy, None, "GET", "/v1/models", b"", certificate=ALICE) == (200, "alice", None)
+
+
+def test_a_policy_without_certificate_fields_still_decides(policy, keys):
+    """A table compiled before certificates existed: keys work, certificates prove nobody."""
+    older = {k: v for k, v in policy.items() if k not in ("certificates", "revoked_certificates")}
+    assert decide(older, None, "GET", "/v1/models", b"", certificate=ALICE) == (401, None, None)
+    assert decide(older, bearer(keys, "alice"), "GET", "/v1/models", b"") == (200, "alice", None)
 
 
 # --- A/B splits ---------------------------------------------------------------------------------

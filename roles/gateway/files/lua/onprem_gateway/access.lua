@@ -1,5 +1,6 @@
--- The rewrite and access phases: route, key, body, grant, limits and A/B variant, in the order
--- of _gateway_policy.decide. Nothing here does I/O except reading the request body.
+-- The rewrite and access phases: route, key or client certificate, body, grant, limits and A/B
+-- variant, in the order of _gateway_policy.decide. Nothing here does I/O except reading the
+-- request body.
 local cjson = require "cjson.safe"
 local json = require "onprem_gateway.json"
 local route = require "onprem_gateway.route"
@@ -10,9 +11,9 @@ local sub, gsub = string.sub, string.gsub
 
 local M = {}
 
-local REASONS = { [400] = "bad request", [401] = "missing or invalid API key", [403] = "forbidden",
-                  [404] = "not found", [405] = "method not allowed", [413] = "request body too large",
-                  [429] = "rate limit exceeded" }
+local REASONS = { [400] = "bad request", [401] = "missing or invalid API key or client certificate",
+                  [403] = "forbidden", [404] = "not found", [405] = "method not allowed",
+                  [413] = "request body too large", [429] = "rate limit exceeded" }
 
 local function deny(status, retry_after)
   if retry_after then ngx.header["Retry-After"] = tostring(retry_after) end
@@ -49,11 +50,22 @@ function M.access()
   local action = var.gw_action
   if action == "public" then return end
   local p = policy.get()
+  -- A key, even one that fails, is the credential; only without one does a certificate count.
   local header = ngx.req.get_headers()["authorization"]
-  local principal = auth.principal(p, header)
-  if not principal then return deny(401) end
+  local principal, class, credential
+  if header ~= nil then
+    principal, class = auth.principal(p, header)
+    credential = "key"
+  elseif var.ssl_client_verify == "SUCCESS" then
+    principal, class = auth.certificate(p, var.ssl_client_s_dn, var.ssl_client_serial)
+    credential = "certificate"
+  end
+  if not principal then
+    ctx.gw_class = class
+    return deny(401)
+  end
   local entry = p.principals[principal]
-  var.gw_principal, var.gw_roles = principal, entry.roles
+  var.gw_principal, var.gw_roles, var.gw_credential = principal, entry.roles, credential
   if action == "read" then
     if #entry.read == 0 then return deny(403) end
     ctx.gw_visible = entry.allow.read
@@ -74,8 +86,11 @@ function M.access()
       ngx.req.set_body_data(with_usage(body, doc))
     end
   end
-  local ok, retry_after = limits.enter(ctx, principal, entry.limits)
-  if not ok then return deny(429, retry_after) end
+  local ok, retry_after, limit = limits.enter(ctx, principal, entry.limits)
+  if not ok then
+    ctx.gw_limit = limit
+    return deny(429, retry_after)
+  end
   ctx.gw_principal = principal
   var.gw_variant = policy.variant(var.gw_split, principal)
 end

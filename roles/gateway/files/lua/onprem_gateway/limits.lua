@@ -14,19 +14,19 @@ local M = {}
 
 local function dict() return ngx.shared.gw_limits end
 
--- true, or false and the Retry-After seconds.
+-- true, or false, the Retry-After seconds and the name of the limit.
 function M.enter(ctx, principal, limits)
   local d, now = dict(), ngx.now()
   local second = floor(now)
   local count = d:incr("r:" .. principal .. ":" .. second, 1, 0, 2)
-  if not count or count > limits.requests_per_second then return false, 1 end
+  if not count or count > limits.requests_per_second then return false, 1, "requests_per_second" end
   local used = d:get("t:" .. principal .. ":" .. floor(now / 60)) or 0
-  if used >= limits.tokens_per_minute then return false, 60 - second % 60 end
+  if used >= limits.tokens_per_minute then return false, 60 - second % 60, "tokens_per_minute" end
   local busy = d:incr("c:" .. principal, 1, 0)
-  if not busy then return false, 1 end
+  if not busy then return false, 1, "concurrency" end
   if busy > limits.concurrency then
     d:incr("c:" .. principal, -1, 0)
-    return false, 1
+    return false, 1, "concurrency"
   end
   ctx.gw_busy = principal
   return true

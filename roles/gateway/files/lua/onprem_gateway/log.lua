@@ -3,6 +3,7 @@
 local cjson = require "cjson.safe"
 local json = require "onprem_gateway.json"
 local limits = require "onprem_gateway.limits"
+local metrics = require "onprem_gateway.metrics"
 local find, sub, gmatch, concat = string.find, string.sub, string.gmatch, table.concat
 
 local M = {}
@@ -15,7 +16,7 @@ local LINE_MAX = 1024 * 1024
 local function record_usage(ctx, usage)
   if type(usage) ~= "table" then return end
   local prompt, completion = tonumber(usage.prompt_tokens) or 0, tonumber(usage.completion_tokens) or 0
-  ctx.gw_tokens = prompt + completion
+  ctx.gw_tokens, ctx.gw_prompt, ctx.gw_completion = prompt + completion, prompt, completion
   ngx.var.gw_prompt_tokens, ngx.var.gw_completion_tokens = tostring(prompt), tostring(completion)
 end
 
@@ -90,6 +91,7 @@ function M.log()
   local ctx = ngx.ctx
   limits.leave(ctx)
   if ctx.gw_principal and ctx.gw_tokens then limits.charge(ctx.gw_principal, ctx.gw_tokens) end
+  metrics.record(ctx)
 end
 
 return M

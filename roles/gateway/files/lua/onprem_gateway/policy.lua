@@ -29,10 +29,13 @@ function M.load(path, splits_path)
   if raw.version ~= 1 or type(raw.generation) ~= "string" then
     error("gateway policy: " .. path .. " is not a version 1 compiled policy")
   end
-  local p = { generation = raw.generation, principals = {}, keys = {}, revoked = set_of(raw.revoked) }
+  local p = { generation = raw.generation, principals = {}, keys = {}, revoked = set_of(raw.revoked),
+              models = set_of(raw.models or {}), certificates = raw.certificates or {},
+              revoked_certificates = set_of(raw.revoked_certificates or {}) }
   for name, spec in pairs(raw.principals) do
     p.principals[name] = {
       roles = table.concat(spec.roles, ","),
+      class = spec.roles[1] or "none", -- the metrics label (roles are sorted)
       read = spec.allow.read, -- ordered, for /v1/models
       allow = { read = set_of(spec.allow.read), execute = set_of(spec.allow.execute),
                 admin = set_of(spec.allow.admin) },
