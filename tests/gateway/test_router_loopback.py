@@ -174,7 +174,7 @@ def test_it_routes_and_the_engine_gets_the_key_nginx_sent(router, engines):
     forwarded = json.loads(answered[0]["body"])
     assert forwarded["messages"] == [{"role": "user", "content": PROMPT}] and forwarded["say"] == "routed"
     # Its own calls to the engines (tokenising for cache_aware) carry the same key, never another.
-    assert {header(r, "Authorization") for _, r in sent_by_router(engines)} == {"Bearer " + ENGINE_KEY}
+    assert {header(r, "Authorization") for _ignored, r in sent_by_router(engines)} == {"Bearer " + ENGINE_KEY}
     # Neither the key nor the prompt reaches the router's log.
     log = router.log_path.read_text(errors="replace")
     assert "Router ready" in log or "Starting server" in log
@@ -183,22 +183,22 @@ def test_it_routes_and_the_engine_gets_the_key_nginx_sent(router, engines):
 
 def test_it_adds_no_key_of_its_own(router, engines):
     # Whoever reaches the loopback port without nginx reaches the engines without a key.
-    status, _, raw = router.call(CHAT, chat())
+    status, _headers, raw = router.call(CHAT, chat())
     assert status == 200, raw
     sent = sent_by_router(engines)
-    assert any(r["path"] == CHAT for _, r in sent)
-    assert [header(r, "Authorization") for _, r in sent] == [None] * len(sent)
+    assert any(r["path"] == CHAT for _ignored, r in sent)
+    assert [header(r, "Authorization") for _ignored, r in sent] == [None] * len(sent)
 
 
 def test_a_stopped_engine_fails_no_request(router, engines):
-    status, headers, _ = router.call(CHAT, chat("first"), auth="Bearer " + ENGINE_KEY)
+    status, headers, _raw = router.call(CHAT, chat("first"), auth="Bearer " + ENGINE_KEY)
     assert status == 200
     # Stop the engine the router chose, so that the next requests are sent to it first.
     chosen = {e.name: e for e in engines}[headers["x-engine"]]
     other = [e for e in engines if e is not chosen][0]
     chosen.stop()
     results = [router.call(CHAT, chat("question %d" % n), auth="Bearer " + ENGINE_KEY) for n in range(6)]
-    assert [(status, headers.get("x-engine")) for status, headers, _ in results] == [(200, other.name)] * 6
+    assert [(status, headers.get("x-engine")) for status, headers, _raw in results] == [(200, other.name)] * 6
     # It did try the stopped engine, and retried on the other.
     assert router.metric("vllm_router_retries_total") >= 1
     assert router.metric("vllm_router_retries_exhausted_total") == 0

@@ -181,7 +181,7 @@ PREFLIGHT = {
 
 @pytest.mark.skipif(not PLAYBOOK.exists() and not shutil.which("ansible-playbook"), reason="needs ansible-playbook")
 def test_the_preflight_checks_the_router_settings_and_prints_no_key(tmp_path):
-    hosts = {name: dict(case) for name, (case, _) in PREFLIGHT.items()}
+    hosts = {name: dict(case) for name, (case, _message) in PREFLIGHT.items()}
     inventory = {"all": {"vars": {
         "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
         "pki_certificates": [{"name": "gateway"}], "gateway_models": ["m"], "gateway_audit_chain": False,
@@ -198,8 +198,8 @@ def test_the_preflight_checks_the_router_settings_and_prints_no_key(tmp_path):
     out = run.stdout + run.stderr
     assert ENGINE_KEY not in out
     recap = dict(re.findall(r"^(\w+)\s+: ok=\d+\s+changed=\d+\s+unreachable=\d+\s+failed=(\d+)", out, re.M))
-    assert recap == {name: "0" if message is None else "1" for name, (_, message) in PREFLIGHT.items()}, out[-3000:]
+    assert recap == {name: "0" if message is None else "1" for name, (_case, message) in PREFLIGHT.items()}, out[-3000:]
     errors = " ".join(re.findall(r"^\[ERROR\]: Task failed: Action failed: (.*)$", out, re.M))
-    for name, (_, message) in PREFLIGHT.items():
+    for name, (_case, message) in PREFLIGHT.items():
         if message:
             assert message in errors, (name, errors)

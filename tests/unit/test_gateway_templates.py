@@ -28,13 +28,19 @@ TOKEN_KEY = {"chain": "/etc/deepseek/pki/gateway.chain.pem", "key_file": "",
              "openssl_conf": "/etc/deepseek/pki/openssl-pkcs11.cnf"}
 
 
-def render(cert=FILE_KEY, **overrides):
+def gixy(conf):
+    # Includes hold the engine keys and the distribution's MIME types; the judged text is ours.
+    return subprocess.run([str(GIXY), "-f", "json", "--disable-includes", str(conf)], capture_output=True, text=True,
+                          check=False)
+
+
+def render(cert=None, **overrides):
     loader = DataLoader()
     variables = role_variables(loader, "tls_policy", "gateway")
     variables.update(
         ansible_managed="Ansible managed",
         inventory_hostname="gw-a1",
-        pki_issued={"gateway": cert},
+        pki_issued={"gateway": cert or FILE_KEY},
         gateway_models=["deepseek-r1"],
         gateway_upstreams=[{"name": "main", "servers": ["10.0.1.21:8000", "10.0.1.22:8000"]},
                            {"name": "canary", "servers": ["10.0.1.23:8000"]}],
@@ -50,8 +56,7 @@ def test_gixy_finds_nothing_medium_or_high(tmp_path, cert, mtls):
         pytest.skip("gixy is not installed in this environment (requirements/dev.txt has it)")
     conf = tmp_path / "nginx.conf"
     conf.write_text(render(cert, gateway_mtls=mtls))
-    # Includes hold the engine keys and the distribution's MIME types; the judged text is ours.
-    run = subprocess.run([str(GIXY), "-f", "json", "--disable-includes", str(conf)], capture_output=True, text=True)
+    run = gixy(conf)
     findings = json.loads(run.stdout or "[]")
     serious = [(f["plugin"], f["severity"], f["line"]) for f in findings
                if f["severity"] in ("MEDIUM", "HIGH") and f["plugin"] not in NOT_APPLICABLE]
@@ -65,7 +70,7 @@ def test_gixy_sees_a_planted_fault(tmp_path):
         pytest.skip("gixy is not installed in this environment")
     conf = tmp_path / "nginx.conf"
     conf.write_text(render().replace("server_tokens off;", "server_tokens on;"))
-    run = subprocess.run([str(GIXY), "-f", "json", "--disable-includes", str(conf)], capture_output=True, text=True)
+    run = gixy(conf)
     assert "version_disclosure" in {f["plugin"] for f in json.loads(run.stdout)}
 
 
@@ -125,7 +130,7 @@ def test_gixy_finds_nothing_medium_or_high_with_the_routers(tmp_path):
         pytest.skip("gixy is not installed in this environment (requirements/dev.txt has it)")
     conf = tmp_path / "nginx.conf"
     conf.write_text(render(gateway_router="vllm-router"))
-    run = subprocess.run([str(GIXY), "-f", "json", "--disable-includes", str(conf)], capture_output=True, text=True)
+    run = gixy(conf)
     findings = json.loads(run.stdout or "[]")
     assert [(f["plugin"], f["line"]) for f in findings
             if f["severity"] in ("MEDIUM", "HIGH") and f["plugin"] not in NOT_APPLICABLE] == []

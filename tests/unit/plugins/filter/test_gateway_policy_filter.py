@@ -33,9 +33,9 @@ def test_key_names_and_stored_hashes_both_work(key):
 
 
 def test_client_certificates_pass_through():
-    policy = plugin.gateway_policy(ROLES, principals=[{"name": "a", "roles": ["user"],
-                                                      "client_certificates": ["CN=a-app,O=onprem.deepseek"],
-                                                      "revoked_certificates": ["0a:1B"]}], models=MODELS)
+    principal = {"name": "a", "roles": ["user"], "client_certificates": ["CN=a-app,O=onprem.deepseek"],
+                 "revoked_certificates": ["0a:1B"]}
+    policy = plugin.gateway_policy(ROLES, principals=[principal], models=MODELS)
     assert policy["certificates"] == {"CN=a-app,O=onprem.deepseek": "a"}
     assert policy["revoked_certificates"] == ["A1B"]
 
