@@ -5,7 +5,7 @@ implementation for the modules and the hosts):
 - roles/hsm/files/onprem_keywrap.py, the library of the keywrap command (boot-time unlock of the
   storage tiers), from the _pkcs11_* module_utils;
 - roles/gateway/files/onprem_deepseek_audit.py, the onprem-deepseek-audit command (the gateway's
-  audit chain), from _audit_chain, _audit_follow and the _pkcs11_* module_utils it uses.
+  audit chain), from _strict_json, _audit_chain, _audit_follow and the _pkcs11_* module_utils it uses.
 
     tools/build_keywrap.py           write the files
     tools/build_keywrap.py --check   exit 1 when a file is not what the sources build (a unit test runs this)
@@ -42,7 +42,7 @@ PKCS11 = ("_pkcs11_spec.py", "_pkcs11_der.py", "_pkcs11_token.py")
 TARGETS = (
     Target("roles/hsm/files/onprem_keywrap.py", PKCS11 + ("_pkcs11_wrap.py", "_pkcs11_wrap_command.py"),
            "The library of the hsm role's keywrap command: the PKCS#11 and wrap module_utils in one file."),
-    Target("roles/gateway/files/onprem_deepseek_audit.py", PKCS11 + ("_audit_chain.py", "_audit_follow.py"),
+    Target("roles/gateway/files/onprem_deepseek_audit.py", PKCS11 + ("_strict_json.py", "_audit_chain.py", "_audit_follow.py"),
            "onprem-deepseek-audit: follow the gateway's raw audit log into a signed hash chain, verify it.\n\n"
            "    python3 onprem_deepseek_audit.py {follow,verify,public-key} --help\n",
            '\n\nif __name__ == "__main__":\n    sys.exit(main())\n'),

@@ -36,6 +36,8 @@ import json
 import re
 import time
 
+from ansible_collections.onprem.deepseek.plugins.module_utils._strict_json import strict_loads
+
 GENESIS = "0" * 64
 CHECKPOINT = "checkpoint"
 CONTINUATION = "continuation"
@@ -116,15 +118,6 @@ def _signature_ok(obj, verifier):
     return bool(sig) and bool(verifier(canonical({k: v for k, v in obj.items() if k != "sig"}), sig))
 
 
-def _unique(pairs):
-    seen = {}
-    for name, value in pairs:
-        if name in seen:
-            raise ValueError("duplicate field %r" % name)
-        seen[name] = value
-    return seen
-
-
 def _parse(text):
     if isinstance(text, (bytes, bytearray)):
         try:
@@ -133,7 +126,7 @@ def _parse(text):
             return None
     try:
         # A repeated field could hide the value that was hashed behind another one.
-        obj = json.loads(text.rstrip("\r\n"), object_pairs_hook=_unique)
+        obj = strict_loads(text.rstrip("\r\n"))
     except ValueError:
         return None
     return obj if isinstance(obj, dict) else None

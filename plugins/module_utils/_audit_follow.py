@@ -63,6 +63,7 @@ from ansible_collections.onprem.deepseek.plugins.module_utils._pkcs11_spec impor
     key_problems,
     read_pin_file,
 )
+from ansible_collections.onprem.deepseek.plugins.module_utils._strict_json import strict_loads
 from ansible_collections.onprem.deepseek.plugins.module_utils._pkcs11_token import (
     HAS_PKCS11,
     Token,
@@ -103,24 +104,11 @@ class FollowRefused(Exception):
 
 # -- pure parts --------------------------------------------------------------------------------
 
-def _no_constant(name):
-    raise ValueError("%s is not JSON" % name)
-
-
-def _no_repeats(pairs):
-    seen = {}
-    for name, value in pairs:
-        if name in seen:
-            raise ValueError("duplicate field %r" % name)
-        seen[name] = value
-    return seen
-
-
 def raw_record(line):
     """The record a raw log line (bytes, without its newline) is chained as."""
     text = line.decode("utf-8", "backslashreplace")
     try:
-        obj = json.loads(text, object_pairs_hook=_no_repeats, parse_constant=_no_constant)
+        obj = strict_loads(text)
     except ValueError:
         obj = None
     if isinstance(obj, dict):

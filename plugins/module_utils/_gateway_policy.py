@@ -27,6 +27,7 @@ from ansible_collections.onprem.deepseek.plugins.module_utils._pki_secrets impor
     parse_hash,
     verify_key,
 )
+from ansible_collections.onprem.deepseek.plugins.module_utils._strict_json import strict_loads
 
 POLICY_VERSION = 1
 # No proxied route needs admin yet; it is compiled for the management endpoints to come.
@@ -325,27 +326,13 @@ def authenticate_certificate(policy, certificate):
     return (principal if principal in policy["principals"] else None), False
 
 
-def _unique_pairs(pairs):
-    seen = {}
-    for name, value in pairs:
-        if name in seen:
-            raise ValueError("duplicate field %r" % name)
-        seen[name] = value
-    return seen
-
-
-def _no_constant(name):
-    raise ValueError("%s is not JSON" % name)
-
-
 def body_model(body):
     """The ``model`` of a JSON object body, or None when the body does not name one unambiguously."""
     if not isinstance(body, (bytes, bytearray)):
         return None
     try:
         # Duplicate fields are refused: two parsers could pick different ones.
-        data = json.loads(bytes(body).decode("utf-8"), object_pairs_hook=_unique_pairs,
-                          parse_constant=_no_constant)
+        data = strict_loads(bytes(body).decode("utf-8"))
     except ValueError:
         return None
     model = data.get("model") if isinstance(data, dict) else None

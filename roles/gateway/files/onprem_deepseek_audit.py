@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) onprem.deepseek contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-# Built by tools/build_keywrap.py from plugins/module_utils/{_pkcs11_spec.py,_pkcs11_der.py,_pkcs11_token.py,_audit_chain.py,_audit_follow.py}:
+# Built by tools/build_keywrap.py from plugins/module_utils/{_pkcs11_spec.py,_pkcs11_der.py,_pkcs11_token.py,_strict_json.py,_audit_chain.py,_audit_follow.py}:
 # edit those, then run it.
 """onprem-deepseek-audit: follow the gateway's raw audit log into a signed hash chain, verify it.
 
@@ -802,6 +802,31 @@ def _diff_view(facts):
     return view
 
 
+# ---- _strict_json.py
+
+import json
+
+
+def unique_fields(pairs):
+    """``object_pairs_hook`` that refuses a repeated field."""
+    seen = {}
+    for name, value in pairs:
+        if name in seen:
+            raise ValueError("duplicate field %r" % name)
+        seen[name] = value
+    return seen
+
+
+def no_constant(name):
+    """``parse_constant`` that refuses NaN and the infinities."""
+    raise ValueError("%s is not JSON" % name)
+
+
+def strict_loads(text):
+    """``json.loads`` with both refusals; raises ValueError."""
+    return json.loads(text, object_pairs_hook=unique_fields, parse_constant=no_constant)
+
+
 # ---- _audit_chain.py
 
 import base64
@@ -810,6 +835,7 @@ import hashlib
 import json
 import re
 import time
+
 
 GENESIS = "0" * 64
 CHECKPOINT = "checkpoint"
@@ -891,15 +917,6 @@ def _signature_ok(obj, verifier):
     return bool(sig) and bool(verifier(canonical({k: v for k, v in obj.items() if k != "sig"}), sig))
 
 
-def _unique(pairs):
-    seen = {}
-    for name, value in pairs:
-        if name in seen:
-            raise ValueError("duplicate field %r" % name)
-        seen[name] = value
-    return seen
-
-
 def _parse(text):
     if isinstance(text, (bytes, bytearray)):
         try:
@@ -908,7 +925,7 @@ def _parse(text):
             return None
     try:
         # A repeated field could hide the value that was hashed behind another one.
-        obj = json.loads(text.rstrip("\r\n"), object_pairs_hook=_unique)
+        obj = strict_loads(text.rstrip("\r\n"))
     except ValueError:
         return None
     return obj if isinstance(obj, dict) else None
@@ -1164,24 +1181,11 @@ class FollowRefused(Exception):
 
 # -- pure parts --------------------------------------------------------------------------------
 
-def _no_constant(name):
-    raise ValueError("%s is not JSON" % name)
-
-
-def _no_repeats(pairs):
-    seen = {}
-    for name, value in pairs:
-        if name in seen:
-            raise ValueError("duplicate field %r" % name)
-        seen[name] = value
-    return seen
-
-
 def raw_record(line):
     """The record a raw log line (bytes, without its newline) is chained as."""
     text = line.decode("utf-8", "backslashreplace")
     try:
-        obj = json.loads(text, object_pairs_hook=_no_repeats, parse_constant=_no_constant)
+        obj = strict_loads(text)
     except ValueError:
         obj = None
     if isinstance(obj, dict):
