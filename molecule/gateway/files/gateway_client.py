@@ -2,11 +2,19 @@
 
 Keys are read from files named on the command line, never passed as arguments. Prints one JSON
 document. Subcommands:
-  matrix POLICY KEYDIR   every principal x route x model, with the answer _gateway_policy.decide
-                         gives for the compiled POLICY (the file the role wrote on the gateway)
+  matrix POLICY KEYDIR CERTDIR
+                         every principal x route x model, with the answer _gateway_policy.decide
+                         gives for the compiled POLICY (the file the role wrote on the gateway);
+                         "mtls" and "stranger" present CERTDIR's service-app / stranger-app client
+                         certificates and no key
   burst KEYFILE LIMIT    LIMIT + 1 requests inside one clock second: which got 429
   audit MATRIX LOG SKIP   the audit lines (after the first SKIP) of the requests in MATRIX's output
   stream KEYFILE         one streamed chat completion, its events
+  openai KEYFILE         the same through the official openai client (streamed)
+  split POLICY SPLITS KEYDIR
+                         4 completions per principal: the stand-in that answered each, and the
+                         variant _gateway_policy.split_assign gives the principal
+  load KEYFILE COUNT     COUNT completions 0.15 s apart (at most 100): status and answering stand-in
   tls12                  whether a TLS 1.2 handshake is refused
 """
 import http.client
@@ -14,6 +22,7 @@ import json
 import os
 import socket
 import ssl
+import subprocess
 import sys
 import time
 
@@ -21,14 +30,29 @@ GATEWAY = os.environ["GATEWAY_ADDRESS"]
 CA = os.environ["GATEWAY_CA"]
 sys.path.insert(0, os.environ["GATEWAY_COLLECTIONS"])
 from ansible_collections.onprem.deepseek.plugins.module_utils import _pki_secrets  # noqa: E402
-from ansible_collections.onprem.deepseek.plugins.module_utils._gateway_policy import decide  # noqa: E402
+from ansible_collections.onprem.deepseek.plugins.module_utils._gateway_policy import decide, split_assign  # noqa: E402
 
 MODELS = ("deepseek-r1", "deepseek-coder")
-PRINCIPALS = ("admin", "analyst", "former", "unknown", "anonymous")
+PRINCIPALS = ("admin", "analyst", "former", "unknown", "anonymous", "mtls", "stranger")
+# The client certificate each certificate caller presents, and the principal it stands for.
+CERTIFICATES = {"mtls": "service-app", "stranger": "stranger-app"}
+AUDIT_NAME = {"mtls": "service"}
 
 
-def connect():
-    return http.client.HTTPSConnection(GATEWAY, 443, timeout=5, context=ssl.create_default_context(cafile=CA))
+def connect(cert=None):
+    context = ssl.create_default_context(cafile=CA)
+    if cert:
+        context.load_cert_chain(cert + ".crt", cert + ".key")
+    return http.client.HTTPSConnection(GATEWAY, 443, timeout=5, context=context)
+
+
+def certificate_facts(cert):
+    """What nginx's $ssl_client_* say of a certificate it verified."""
+    def field(*args):
+        out = subprocess.run(["openssl", "x509", "-noout", "-in", cert + ".crt"] + list(args),
+                             capture_output=True, text=True, check=True).stdout.strip()
+        return out.split("=", 1)[1]
+    return {"verify": "SUCCESS", "subject": field("-subject", "-nameopt", "RFC2253"), "serial": field("-serial")}
 
 
 def request(conn, method, path, key=None, body=None):
@@ -46,23 +70,25 @@ def read_key(path):
         return f.read().strip()
 
 
-def matrix(policy_path, key_dir):
+def matrix(policy_path, key_dir, cert_dir):
     with open(policy_path) as f:
         policy = json.load(f)
     keys = {name: read_key(os.path.join(key_dir, "mol-gw-a1-%s.key" % name)) for name in ("admin", "analyst", "former")}
     keys["unknown"] = _pki_secrets.new_key("dsk")[0]
-    keys["anonymous"] = None
+    certs = {who: os.path.join(cert_dir, name) for who, name in CERTIFICATES.items()}
     cases = [("GET", "/v1/models", None), ("GET", "/health", None)]
     for route in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings"):
         cases += [("POST", route, {"model": m, "messages": [{"role": "user", "content": "hi"}]}) for m in MODELS]
     cases.append(("POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "no model"}]}))
     results = []
-    conn = connect()
     for who in PRINCIPALS:
+        key, cert = keys.get(who), certs.get(who)
+        facts = certificate_facts(cert) if cert else None
+        conn = connect(cert)
         for method, path, body in cases:
             raw = json.dumps(body).encode() if body is not None else None
-            answer, data = request(conn, method, path, keys[who], raw)
-            expected = decide(policy, "Bearer " + keys[who] if keys[who] else None, method, path, raw or b"")
+            answer, data = request(conn, method, path, key, raw)
+            expected = decide(policy, "Bearer " + key if key else None, method, path, raw or b"", certificate=facts)
             listed = None
             if path == "/v1/models" and answer.status == 200:
                 listed = sorted(m["id"] for m in json.loads(data)["data"])
@@ -73,7 +99,7 @@ def matrix(policy_path, key_dir):
                             "hsts": answer.getheader("Strict-Transport-Security")})
             # Stays well under the principals' requests_per_second.
             time.sleep(0.15)
-    conn.close()
+        conn.close()
     return results
 
 
@@ -90,7 +116,7 @@ def audit(matrix_file, log_file, skip):
             problems.append("%s: %d lines" % (r["request_id"], len(found)))
             continue
         proved = r["status"] != 401 and r["path"] != "/health"
-        want = {"principal": r["who"] if proved else "", "status": r["status"],
+        want = {"principal": AUDIT_NAME.get(r["who"], r["who"]) if proved else "", "status": r["status"],
                 "model": r["model"] if r["model"] and r["status"] in (200, 403) else ""}
         got = {k: found[0][k] for k in want}
         if got != want:
@@ -123,6 +149,64 @@ def stream(key_file):
             "request_id": answer.getheader("X-Request-Id"), "events": events}
 
 
+def openai_stream(key_file):
+    import openai
+
+    client = openai.OpenAI(base_url="https://%s/v1" % GATEWAY, api_key=read_key(key_file), max_retries=0, timeout=10,
+                           http_client=openai.DefaultHttpxClient(verify=ssl.create_default_context(cafile=CA)))
+    parts, usage = [], None
+    for chunk in client.chat.completions.create(model="deepseek-r1", stream=True,
+                                                messages=[{"role": "user", "content": "hi"}]):
+        parts += [c.delta.content or "" for c in chunk.choices]
+        usage = chunk.usage.model_dump() if chunk.usage else usage
+    return {"text": "".join(parts), "usage": usage}
+
+
+def chat(conn, key):
+    body = json.dumps({"model": "deepseek-r1", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    answer, _data = request(conn, "POST", "/v1/chat/completions", key, body)
+    return answer.status, answer.getheader("X-Standin-Engine")
+
+
+# The stand-in ports of each pool (molecule/gateway/inventory).
+POOLS = {"8000": "standin", "8001": "standin", "8002": "canary"}
+
+
+def split(policy_path, splits_path, key_dir):
+    with open(splits_path) as f:
+        release = [s for s in json.load(f) if s["name"] == "release"][0]
+    out = {}
+    conn = connect()
+    for who in ("admin", "analyst", "burst"):
+        key = read_key(os.path.join(key_dir, "mol-gw-a1-%s.key" % who))
+        answers = []
+        for _i in range(4):
+            answers.append(chat(conn, key))
+            time.sleep(0.4)  # under burst's 3 requests per second
+        out[who] = {"expected": split_assign(who, release), "statuses": [a[0] for a in answers],
+                    "pools": sorted({POOLS.get(a[1], a[1]) for a in answers})}
+    conn.close()
+    return out
+
+
+def load(key_file, count):
+    key = read_key(key_file)
+    samples = []
+    conn = connect()
+    for _i in range(min(count, 100)):
+        start = time.time()
+        try:
+            status, engine = chat(conn, key)
+        except OSError as exc:
+            status, engine = 0, str(exc)
+            conn.close()
+            conn = connect()
+        samples.append({"t": round(start, 3), "status": status, "engine": engine})
+        time.sleep(0.15)  # under the default 10 requests per second
+    conn.close()
+    return samples
+
+
 def tls12():
     """Refused means the server's protocol alert, not any other TLS failure (a wrong CA, say)."""
     context = ssl.create_default_context(cafile=CA)
@@ -145,6 +229,12 @@ def main():
         out = burst(args[0], int(args[1]))
     elif command == "stream":
         out = stream(args[0])
+    elif command == "openai":
+        out = openai_stream(args[0])
+    elif command == "split":
+        out = split(*args)
+    elif command == "load":
+        out = load(args[0], int(args[1]))
     else:
         out = tls12()
     print(json.dumps(out))

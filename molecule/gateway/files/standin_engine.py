@@ -4,6 +4,8 @@ Serves /health, /v1/models, /v1/chat/completions, /v1/completions and /v1/embedd
 with "stream": true gets server-sent events ending in a usage chunk (when stream_options asks for
 it, as the gateway always does) and [DONE]. Every /v1 request must carry the engine key (read from
 the file named by the first argument) as "Authorization: Bearer": the gateway's, never a caller's.
+Usage: standin-engine KEYFILE PORT; every answer names the instance in "X-Standin-Engine: <port>",
+so the scenario sees which pool and which server of a pool answered.
 """
 import hmac
 import json
@@ -18,6 +20,7 @@ USAGE = {"prompt_tokens": 7, "completion_tokens": 13, "total_tokens": 20}
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     key = b""
+    name = ""
 
     def log_message(self, *args):
         pass
@@ -25,6 +28,7 @@ class Handler(BaseHTTPRequestHandler):
     def _json(self, status, data):
         raw = json.dumps(data).encode()
         self.send_response(status)
+        self.send_header("X-Standin-Engine", self.name)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(raw)))
         self.end_headers()
@@ -65,6 +69,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _stream(self, request):
         self.send_response(200)
+        self.send_header("X-Standin-Engine", self.name)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Connection", "close")
@@ -85,6 +90,7 @@ class Handler(BaseHTTPRequestHandler):
 def main():
     with open(sys.argv[1], "rb") as f:
         Handler.key = f.read().strip()
+    Handler.name = sys.argv[2]
     ThreadingHTTPServer(("0.0.0.0", int(sys.argv[2])), Handler).serve_forever()
 
 
