@@ -174,3 +174,11 @@ def test_the_audit_line_says_which_credential_proved_the_principal():
 
 def test_ssl_protocols_follow_the_tls_policy():
     assert "ssl_protocols TLSv1.2 TLSv1.3;" in render(tls_policy_allow_tls12=True)
+
+
+def test_audit_lines_go_to_syslog_only_when_asked():
+    assert "syslog:" not in render()
+    text = render(gateway_audit_syslog="[2001:db8::5]:514", gateway_audit_syslog_facility="local5")
+    assert ("access_log syslog:server=[2001:db8::5]:514,facility=local5,tag=onprem_gateway,severity=info gateway_audit;"
+            in text)
+    assert "access_log /var/log/nginx/gateway-audit.log gateway_audit;" in text

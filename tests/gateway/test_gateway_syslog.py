@@ -1,0 +1,87 @@
+"""The audit lines also go to the site's syslog when asked (a UDP listener on loopback stands in
+for it): one datagram per request, the same JSON as the file, tagged onprem_gateway."""
+import http.client
+import json
+import socket
+import time
+
+import pytest
+
+import gateway_harness as harness
+from ansible_collections.onprem.deepseek.plugins.module_utils import _gateway_policy as gp
+from ansible_collections.onprem.deepseek.plugins.module_utils import _pki_secrets as secrets
+
+MODELS = ["deepseek-r1"]
+ROLES = {"operator": {"resources": ["model/*"], "actions": ["read", "execute"]}}
+SPLIT = {"name": "chat", "salt": "s", "variants": [{"name": "a", "weight": 1}]}
+
+
+@pytest.fixture(scope="module")
+def admin():
+    key, _key_id = secrets.new_key("dsk")
+    policy = gp.compile_policy(ROLES, [{"name": "admin", "roles": ["operator"], "keys": [secrets.hash_key(key)]}], {},
+                               MODELS)
+    return key, policy
+
+
+@pytest.fixture(scope="module")
+def engines():
+    pair = [harness.Engine("a", MODELS), harness.Engine("b", MODELS)]
+    yield pair
+    for engine in pair:
+        engine.stop()
+
+
+@pytest.fixture
+def listener():
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(5)
+    yield sock
+    sock.close()
+
+
+def call(gw, method, path, key=None, body=None):
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+    headers = {"Authorization": "Bearer " + key} if key else {}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+def test_every_audit_line_reaches_syslog(tmp_path, admin, engines, listener):
+    key, policy = admin
+    gw = harness.Gateway(tmp_path, policy, [SPLIT], engines, syslog="127.0.0.1:%d" % listener.getsockname()[1]).start()
+    try:
+        statuses = [call(gw, "POST", "/v1/chat/completions", key, json.dumps({"model": "deepseek-r1"}).encode()),
+                    call(gw, "GET", "/v1/models")]
+        datagrams = [listener.recv(65536).decode() for _status in statuses]
+        time.sleep(0.2)
+        lines = (tmp_path / "audit.log").read_text().splitlines()
+    finally:
+        gw.stop()
+    assert statuses == [200, 401]
+    for datagram in datagrams:
+        assert datagram.startswith("<190>")  # facility local7 (23) * 8 + severity info (6)
+        assert " onprem_gateway: " in datagram
+    sent = [json.loads(d.split(" onprem_gateway: ", 1)[1]) for d in datagrams]
+    assert sent == [json.loads(line) for line in lines[-2:]]
+    assert [(r["principal"], r["status"]) for r in sent] == [("admin", 200), ("", 401)]
+
+
+def test_without_syslog_nothing_is_sent(tmp_path, admin, engines, listener):
+    key, policy = admin
+    gw = harness.Gateway(tmp_path, policy, [SPLIT], engines).start()
+    try:
+        assert call(gw, "GET", "/v1/models", key) == 200
+    finally:
+        gw.stop()
+    listener.settimeout(0.5)
+    with pytest.raises(socket.timeout):
+        listener.recv(65536)
