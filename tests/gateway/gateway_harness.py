@@ -136,10 +136,10 @@ class Gateway:
     """nginx run in the foreground from a temporary prefix with the gateway configuration."""
 
     def __init__(self, prefix, policy, splits, engines, workers=2, max_body="1m", split_name="chat",
-                 metrics_allow=("127.0.0.1",), tls=None, syslog=None):
+                 metrics_allow=("127.0.0.1",), tls=None, syslog=None, payload_max=0):
         """``tls``: ``certificate``, ``key`` and ``client_ca`` files for a second, TLS listener that
         asks for client certificates (its port is ``tls_port``). ``syslog``: ``host:port`` that also
-        gets the audit lines."""
+        gets the audit lines. ``payload_max``: bodies in the audit lines, cut at that many bytes."""
         self.prefix = Path(prefix)
         self.prefix.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -163,7 +163,7 @@ class Gateway:
             policy_path=str(self.policy_path), splits_path=str(self.splits_path), port=self.port,
             upstream_a=engines[0].port, upstream_b=engines[1].port, max_body=max_body,
             read_timeout="3600s", split_name=split_name, metrics_port=self.metrics_port,
-            metrics_allow=list(metrics_allow), tls=tls, syslog=syslog))
+            metrics_allow=list(metrics_allow), tls=tls, syslog=syslog, payload_max=payload_max))
         self.proc = None
 
     def write_policy(self, policy):

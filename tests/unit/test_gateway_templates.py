@@ -182,3 +182,11 @@ def test_audit_lines_go_to_syslog_only_when_asked():
     assert ("access_log syslog:server=[2001:db8::5]:514,facility=local5,tag=onprem_gateway,severity=info gateway_audit;"
             in text)
     assert "access_log /var/log/nginx/gateway-audit.log gateway_audit;" in text
+
+
+def test_bodies_are_logged_only_when_asked():
+    off = render()
+    assert ",\"request_body\":" not in off and "set $gw_payload_max 0;" in off
+    on = render(gateway_audit_payloads=True, gateway_audit_payload_max=4096)
+    assert ',"request_body":"$gw_request_body","response_body":"$gw_response_body"' in on
+    assert "set $gw_payload_max 4096;" in on

@@ -74,6 +74,12 @@ function M.access()
     local body = ngx.req.get_body_data()
     -- client_body_buffer_size equals client_max_body_size: a body on disk is a misconfiguration.
     if not body and ngx.req.get_body_file() then return deny(413) end
+    local keep = tonumber(var.gw_payload_max) or 0
+    if keep > 0 and body then
+      -- The body as the caller sent it, cut at gateway_audit_payload_max bytes.
+      var.gw_request_body = sub(body, 1, keep)
+      if #body > keep then var.gw_payload_truncated = "true" end
+    end
     local doc = json.decode(body or "")
     local model = doc and doc.t == "object" and doc.v.model
     if not model or model.t ~= "string" or model.v == "" then return deny(400) end

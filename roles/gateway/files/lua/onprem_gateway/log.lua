@@ -67,10 +67,29 @@ local function tail_usage(ctx, tail)
   if last then record_usage(ctx, cjson.decode(last)) end
 end
 
+-- The engine's answer as it arrived (SSE text for a stream), cut at gateway_audit_payload_max bytes.
+local function keep_payload(ctx, chunk, eof)
+  if not ctx.gw_payload then
+    ctx.gw_payload_left = tonumber(ngx.var.gw_payload_max) or 0
+    if ctx.gw_payload_left <= 0 then ctx.gw_payload = false return end
+    ctx.gw_payload = {}
+  end
+  if ctx.gw_payload_left > 0 and chunk ~= "" then
+    local part = sub(chunk, 1, ctx.gw_payload_left)
+    ctx.gw_payload[#ctx.gw_payload + 1] = part
+    ctx.gw_payload_left = ctx.gw_payload_left - #part
+    if #part < #chunk then ngx.var.gw_payload_truncated = "true" end
+  elseif chunk ~= "" then
+    ngx.var.gw_payload_truncated = "true"
+  end
+  if eof then ngx.var.gw_response_body = concat(ctx.gw_payload) end
+end
+
 function M.body_filter()
   local ctx = ngx.ctx
   if not ctx.gw_principal then return end
   local chunk, eof = ngx.arg[1], ngx.arg[2]
+  if ctx.gw_payload ~= false then keep_payload(ctx, chunk, eof) end
   if ctx.gw_stream then
     if chunk ~= "" then scan_events(ctx, chunk) end
   elseif ctx.gw_filter then
