@@ -19,6 +19,9 @@ MODULE_DIRS = ("/usr/share/nginx/modules", "/usr/lib/nginx/modules")
 PROMPT_TOKENS, COMPLETION_TOKENS = 7, 13
 # Longest time a stand-in holds a stream open waiting for the test (bounds every test).
 HOLD_S = 8
+# The one model and one-variant split of the small gateways (conftest's admin_only, answering_engines).
+ONE_MODEL = ["deepseek-r1"]
+ONE_SPLIT = {"name": "chat", "salt": "s", "variants": [{"name": "a", "weight": 1}]}
 
 
 def nginx_binary():

@@ -3,34 +3,9 @@ without it no body field at all."""
 import http.client
 import json
 
-import pytest
-
 import gateway_harness as harness
-from ansible_collections.onprem.deepseek.plugins.module_utils import _gateway_policy as gp
-from ansible_collections.onprem.deepseek.plugins.module_utils import _pki_secrets as secrets
 
-MODELS = ["deepseek-r1"]
-ROLES = {"operator": {"resources": ["model/*"], "actions": ["read", "execute"]}}
-SPLIT = {"name": "chat", "salt": "s", "variants": [{"name": "a", "weight": 1}]}
 MAX = 400
-
-
-@pytest.fixture(scope="module")
-def admin():
-    key, _key_id = secrets.new_key("dsk")
-    policy = gp.compile_policy(ROLES, [{"name": "admin", "roles": ["operator"], "keys": [secrets.hash_key(key)]}], {},
-                               MODELS)
-    return key, policy
-
-
-@pytest.fixture(scope="module")
-def engines():
-    pair = [harness.Engine("a", MODELS), harness.Engine("b", MODELS)]
-    for engine in pair:
-        engine.release.set()  # streams answer at once
-    yield pair
-    for engine in pair:
-        engine.stop()
 
 
 def post(gw, key, request):
@@ -48,9 +23,9 @@ def audit_lines(gw_prefix, count):
     return [json.loads(line) for line in (gw_prefix / "audit.log").read_text().splitlines()[-count:]]
 
 
-def test_bodies_are_recorded_and_cut_at_the_limit(tmp_path, admin, engines):
-    key, policy = admin
-    gw = harness.Gateway(tmp_path, policy, [SPLIT], engines, payload_max=MAX).start()
+def test_bodies_are_recorded_and_cut_at_the_limit(tmp_path, admin_only, answering_engines):
+    key, policy = admin_only
+    gw = harness.Gateway(tmp_path, policy, [harness.ONE_SPLIT], answering_engines, payload_max=MAX).start()
     small = {"model": "deepseek-r1", "messages": [{"role": "user", "content": 'a "quoted"\nprompt'}], "say": "fine"}
     large = {"model": "deepseek-r1", "messages": [{"role": "user", "content": "p" * 600}], "pad": 1000}
     stream = {"model": "deepseek-r1", "stream": True, "messages": [{"role": "user", "content": "s"}]}
@@ -75,13 +50,13 @@ def test_bodies_are_recorded_and_cut_at_the_limit(tmp_path, admin, engines):
     assert third["payload_truncated"] is (len(answers[2][1]) > MAX)
 
 
-def test_exactly_the_limit_is_not_truncated(tmp_path, admin, engines):
-    key, policy = admin
+def test_exactly_the_limit_is_not_truncated(tmp_path, admin_only, answering_engines):
+    key, policy = admin_only
     request = {"model": "deepseek-r1", "messages": [], "say": ""}
     pad = MAX - len(json.dumps(request))
     request["say"] = "x" * pad
     assert len(json.dumps(request)) == MAX
-    gw = harness.Gateway(tmp_path, policy, [SPLIT], engines, payload_max=MAX).start()
+    gw = harness.Gateway(tmp_path, policy, [harness.ONE_SPLIT], answering_engines, payload_max=MAX).start()
     try:
         status, _raw = post(gw, key, request)
     finally:
@@ -93,9 +68,9 @@ def test_exactly_the_limit_is_not_truncated(tmp_path, admin, engines):
     assert line["payload_truncated"] is True
 
 
-def test_without_payloads_no_body_field(tmp_path, admin, engines):
-    key, policy = admin
-    gw = harness.Gateway(tmp_path, policy, [SPLIT], engines).start()
+def test_without_payloads_no_body_field(tmp_path, admin_only, answering_engines):
+    key, policy = admin_only
+    gw = harness.Gateway(tmp_path, policy, [harness.ONE_SPLIT], answering_engines).start()
     try:
         status, _raw = post(gw, key, {"model": "deepseek-r1", "messages": [{"role": "user", "content": "secret"}]})
     finally:

@@ -8,28 +8,6 @@ import time
 import pytest
 
 import gateway_harness as harness
-from ansible_collections.onprem.deepseek.plugins.module_utils import _gateway_policy as gp
-from ansible_collections.onprem.deepseek.plugins.module_utils import _pki_secrets as secrets
-
-MODELS = ["deepseek-r1"]
-ROLES = {"operator": {"resources": ["model/*"], "actions": ["read", "execute"]}}
-SPLIT = {"name": "chat", "salt": "s", "variants": [{"name": "a", "weight": 1}]}
-
-
-@pytest.fixture(scope="module")
-def admin():
-    key, _key_id = secrets.new_key("dsk")
-    policy = gp.compile_policy(ROLES, [{"name": "admin", "roles": ["operator"], "keys": [secrets.hash_key(key)]}], {},
-                               MODELS)
-    return key, policy
-
-
-@pytest.fixture(scope="module")
-def engines():
-    pair = [harness.Engine("a", MODELS), harness.Engine("b", MODELS)]
-    yield pair
-    for engine in pair:
-        engine.stop()
 
 
 @pytest.fixture
@@ -55,9 +33,9 @@ def call(gw, method, path, key=None, body=None):
         conn.close()
 
 
-def test_every_audit_line_reaches_syslog(tmp_path, admin, engines, listener):
-    key, policy = admin
-    gw = harness.Gateway(tmp_path, policy, [SPLIT], engines, syslog="127.0.0.1:%d" % listener.getsockname()[1]).start()
+def test_every_audit_line_reaches_syslog(tmp_path, admin_only, answering_engines, listener):
+    key, policy = admin_only
+    gw = harness.Gateway(tmp_path, policy, [harness.ONE_SPLIT], answering_engines, syslog="127.0.0.1:%d" % listener.getsockname()[1]).start()
     try:
         statuses = [call(gw, "POST", "/v1/chat/completions", key, json.dumps({"model": "deepseek-r1"}).encode()),
                     call(gw, "GET", "/v1/models")]
@@ -75,9 +53,9 @@ def test_every_audit_line_reaches_syslog(tmp_path, admin, engines, listener):
     assert [(r["principal"], r["status"]) for r in sent] == [("admin", 200), ("", 401)]
 
 
-def test_without_syslog_nothing_is_sent(tmp_path, admin, engines, listener):
-    key, policy = admin
-    gw = harness.Gateway(tmp_path, policy, [SPLIT], engines).start()
+def test_without_syslog_nothing_is_sent(tmp_path, admin_only, answering_engines, listener):
+    key, policy = admin_only
+    gw = harness.Gateway(tmp_path, policy, [harness.ONE_SPLIT], answering_engines).start()
     try:
         assert call(gw, "GET", "/v1/models", key) == 200
     finally:
