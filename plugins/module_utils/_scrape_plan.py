@@ -1,0 +1,108 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) onprem.deepseek contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Prometheus scrape jobs from the inventory: each host brings the targets its parts publish.
+
+Every monitored host is described by what the roles' read-only preflights publish about it
+(``node_exporter_target``, ``inference_metrics_targets``, ``gateway_metrics_target``). A host of a
+monitored group whose fact is missing was not read in this run (left out by ``--limit``): the plan
+refuses it instead of writing a configuration that silently drops its targets.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Job names: the alert rules (roles/monitoring/files/prometheus/rules) select on them.
+JOB_PROMETHEUS = "prometheus"
+JOB_ALERTMANAGER = "alertmanager"
+JOB_NODE = "node"
+JOB_INFERENCE = "inference"
+JOB_GATEWAY = "gateway"
+
+# host:port, host a name, an IPv4 address or a bracketed IPv6 address.
+_TARGET = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):([0-9]{1,5})$")
+_LABEL_VALUE = re.compile(r"^[A-Za-z0-9_.:/-]*$")
+
+
+class ScrapePlanError(ValueError):
+    pass
+
+
+def check_target(target, what):
+    """Return target (host:port) when well formed, else raise naming what it is."""
+    m = _TARGET.match(target) if isinstance(target, str) else None
+    if not m or not 1 <= int(m.group(2)) <= 65535:
+        raise ScrapePlanError("%s: %r is not host:port (a port from 1 to 65535)" % (what, target))
+    if m.group(1) in ("127.0.0.1", "[::1]", "localhost"):
+        raise ScrapePlanError("%s: %r listens on loopback only, which Prometheus on another host cannot reach" % (what, target))
+    return target
+
+
+def _label(value, what):
+    if not isinstance(value, str) or not _LABEL_VALUE.match(value):
+        raise ScrapePlanError("%s: %r is not a label value of letters, digits and _.:/-" % (what, value))
+    return value
+
+
+def _group(job, targets):
+    """One static_config per target, so each keeps its own labels; sorted for a stable file."""
+    configs = [{"targets": [t], "labels": dict(sorted(labels.items()))} for t, labels in sorted(targets.items())]
+    return {"job_name": job, "static_configs": configs}
+
+
+def scrape_jobs(hosts, groups, self_target="127.0.0.1:9090", alertmanager_target="127.0.0.1:9093"):
+    """The scrape_configs of prometheus.yml.
+
+    hosts: one dict per inventory host: ``name``, ``site`` and the public facts of its parts
+    (``node_exporter_target``, ``inference_metrics_targets``, ``gateway_metrics_target``), None
+    when the host was not read in this run.
+    groups: job name to the names of the hosts that must bring targets to it (node: every node;
+    inference: the inference nodes; gateway: the gateways).
+    """
+    by_name = {}
+    for host in hosts:
+        name = _label(host.get("name"), "host name")
+        if name in by_name:
+            raise ScrapePlanError("host %s is listed twice" % name)
+        by_name[name] = host
+
+    jobs = [
+        _group(JOB_PROMETHEUS, {self_target: {"instance": "prometheus"}}),
+        _group(JOB_ALERTMANAGER, {alertmanager_target: {"instance": "alertmanager"}}),
+    ]
+    seen = {}
+
+    def add(targets, target, labels, what):
+        check_target(target, what)
+        if target in seen:
+            raise ScrapePlanError("%s: %s is also %s" % (what, target, seen[target]))
+        seen[target] = what
+        targets[target] = labels
+
+    for job, fact, source in ((JOB_NODE, "node_exporter_target", "node_exporter_listen"),
+                              (JOB_INFERENCE, "inference_metrics_targets", "inference_listen_address, inference_instances"),
+                              (JOB_GATEWAY, "gateway_metrics_target", "gateway_metrics_listen")):
+        targets = {}
+        for name in sorted(set(groups.get(job, []))):
+            host = by_name.get(name)
+            if host is None:
+                raise ScrapePlanError("host %s of the %s targets is not in the inventory's hosts" % (name, job))
+            value = host.get(fact)
+            if value is None:
+                raise ScrapePlanError(
+                    "%s: %s is unknown: its read-only preflight did not run in this play (left out by --limit?); "
+                    "run with every monitored host, or without --limit" % (name, fact))
+            base = {"host": name, "site": _label(host.get("site") or "", "%s: deepseek_site" % name)}
+            if job == JOB_INFERENCE:
+                for item in value:
+                    instance = _label(item.get("instance"), "%s: inference instance name" % name)
+                    engine = _label(item.get("engine", ""), "%s: inference engine" % name)
+                    add(targets, item.get("target"), dict(base, instance="%s/%s" % (name, instance), engine=engine),
+                        "%s: %s[%s] (from %s)" % (name, fact, instance, source))
+            elif value:
+                add(targets, value, dict(base, instance=name), "%s: %s (from %s)" % (name, fact, source))
+        if targets:
+            jobs.append(_group(job, targets))
+    return jobs

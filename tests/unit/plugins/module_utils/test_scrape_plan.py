@@ -1,0 +1,130 @@
+"""The scrape plan: each monitored host's published targets become jobs; a host not read is refused."""
+import pytest
+
+from ansible_collections.onprem.deepseek.plugins.module_utils._scrape_plan import (
+    ScrapePlanError,
+    check_target,
+    scrape_jobs,
+)
+
+
+def host(name, site="site_a", node="", inference=None, gateway=None):
+    return {"name": name, "site": site, "node_exporter_target": node or None,
+            "inference_metrics_targets": inference, "gateway_metrics_target": gateway}
+
+
+def engine(instance, target, engine="vllm"):
+    return {"instance": instance, "target": target, "engine": engine}
+
+
+HOSTS = [
+    host("a1", node="10.0.1.11:9100", inference=[engine("main", "10.0.1.11:8000"), engine("canary", "10.0.1.11:8001")]),
+    host("a2", node="10.0.1.12:9100", gateway="10.0.1.12:9145"),
+    host("b1", site="site_b", node="10.0.2.11:9100"),
+]
+GROUPS = {"node": ["a1", "a2", "b1"], "inference": ["a1"], "gateway": ["a2"]}
+
+
+def jobs_by_name(hosts=HOSTS, groups=GROUPS):
+    return {j["job_name"]: j["static_configs"] for j in scrape_jobs(hosts, groups)}
+
+
+def test_each_group_brings_its_targets_with_host_site_and_instance_labels():
+    jobs = jobs_by_name()
+    assert list(jobs) == ["prometheus", "alertmanager", "node", "inference", "gateway"]
+    assert jobs["node"] == [
+        {"targets": ["10.0.1.11:9100"], "labels": {"host": "a1", "instance": "a1", "site": "site_a"}},
+        {"targets": ["10.0.1.12:9100"], "labels": {"host": "a2", "instance": "a2", "site": "site_a"}},
+        {"targets": ["10.0.2.11:9100"], "labels": {"host": "b1", "instance": "b1", "site": "site_b"}},
+    ]
+    assert jobs["inference"] == [
+        {"targets": ["10.0.1.11:8000"], "labels": {"engine": "vllm", "host": "a1", "instance": "a1/main", "site": "site_a"}},
+        {"targets": ["10.0.1.11:8001"], "labels": {"engine": "vllm", "host": "a1", "instance": "a1/canary", "site": "site_a"}},
+    ]
+    assert jobs["gateway"] == [{"targets": ["10.0.1.12:9145"], "labels": {"host": "a2", "instance": "a2", "site": "site_a"}}]
+    assert jobs["prometheus"] == [{"targets": ["127.0.0.1:9090"], "labels": {"instance": "prometheus"}}]
+    assert jobs["alertmanager"] == [{"targets": ["127.0.0.1:9093"], "labels": {"instance": "alertmanager"}}]
+
+
+def test_adding_a_host_to_a_group_adds_its_targets():
+    hosts = HOSTS + [host("b2", site="site_b", node="10.0.2.12:9100", inference=[engine("main", "10.0.2.12:8000")])]
+    groups = {"node": GROUPS["node"] + ["b2"], "inference": ["a1", "b2"], "gateway": ["a2"]}
+    jobs = jobs_by_name(hosts, groups)
+    assert [c["targets"][0] for c in jobs["node"]] == ["10.0.1.11:9100", "10.0.1.12:9100", "10.0.2.11:9100", "10.0.2.12:9100"]
+    assert [c["labels"]["instance"] for c in jobs["inference"]] == ["a1/main", "a1/canary", "b2/main"]
+
+
+def test_a_group_with_no_host_has_no_job_and_an_empty_fact_no_target():
+    jobs = jobs_by_name(groups={"node": ["a1"]})
+    assert "inference" not in jobs and "gateway" not in jobs
+    jobs = jobs_by_name([host("a1", node="10.0.1.11:9100", inference=[], gateway="")],
+                        {"node": ["a1"], "inference": ["a1"], "gateway": ["a1"]})
+    assert list(jobs) == ["prometheus", "alertmanager", "node"]
+
+
+def test_a_host_not_read_in_this_run_is_refused_naming_it_and_the_fact():
+    hosts = [host("a1", node="10.0.1.11:9100"), host("a2", node=None)]
+    with pytest.raises(ScrapePlanError, match=r"^a2: node_exporter_target is unknown: .*--limit"):
+        scrape_jobs(hosts, {"node": ["a1", "a2"]})
+    with pytest.raises(ScrapePlanError, match=r"^a1: inference_metrics_targets is unknown"):
+        scrape_jobs(hosts[:1], {"node": ["a1"], "inference": ["a1"]})
+
+
+def test_a_group_member_missing_from_the_hosts_is_refused():
+    with pytest.raises(ScrapePlanError, match="host zz of the node targets is not in the inventory's hosts"):
+        scrape_jobs(HOSTS, {"node": ["a1", "zz"]})
+
+
+def test_the_same_target_twice_is_refused_naming_both():
+    hosts = [host("a1", node="10.0.1.11:9100", gateway="10.0.1.11:9100")]
+    with pytest.raises(ScrapePlanError, match=r"a1: gateway_metrics_target \(from gateway_metrics_listen\): "
+                                              r"10\.0\.1\.11:9100 is also a1: node_exporter_target"):
+        scrape_jobs(hosts, {"node": ["a1"], "gateway": ["a1"]})
+
+
+def test_a_host_listed_twice_is_refused():
+    with pytest.raises(ScrapePlanError, match="host a1 is listed twice"):
+        scrape_jobs(HOSTS[:1] * 2, {})
+
+
+@pytest.mark.parametrize("target", ["10.0.0.1:1", "10.0.0.1:65535", "[fd00::1]:9100", "node-1.site.example:9100"])
+def test_good_targets(target):
+    assert check_target(target, "t") == target
+
+
+@pytest.mark.parametrize("target", ["10.0.0.1:0", "10.0.0.1:65536", "10.0.0.1", "10.0.0.1:", ":9100", "a b:80",
+                                    "http://10.0.0.1:9100", None, 9100])
+def test_bad_targets_are_refused_naming_what(target):
+    with pytest.raises(ScrapePlanError, match=r"^node a1: .* is not host:port \(a port from 1 to 65535\)$"):
+        check_target(target, "node a1")
+
+
+@pytest.mark.parametrize("target", ["127.0.0.1:9145", "[::1]:9145", "localhost:9145"])
+def test_loopback_targets_are_refused(target):
+    with pytest.raises(ScrapePlanError, match="listens on loopback only"):
+        check_target(target, "a2: gateway_metrics_target (from gateway_metrics_listen)")
+
+
+def test_label_values_are_checked():
+    with pytest.raises(ScrapePlanError, match=r"a1: deepseek_site: 'site a' is not a label value"):
+        scrape_jobs([host("a1", site="site a", node="10.0.1.11:9100")], {"node": ["a1"]})
+    with pytest.raises(ScrapePlanError, match=r"a1: inference instance name: 'm\{1\}' is not a label value"):
+        scrape_jobs([host("a1", node="10.0.1.11:9100", inference=[engine("m{1}", "10.0.1.11:8000")])],
+                    {"inference": ["a1"]})
+    with pytest.raises(ScrapePlanError, match="host name"):
+        scrape_jobs([{"name": None}], {})
+
+
+def test_the_own_targets_can_be_moved():
+    jobs = {j["job_name"]: j for j in scrape_jobs([], {}, self_target="10.0.0.5:9090", alertmanager_target="10.0.0.5:9093")}
+    assert jobs["prometheus"]["static_configs"][0]["targets"] == ["10.0.0.5:9090"]
+    assert jobs["alertmanager"]["static_configs"][0]["targets"] == ["10.0.0.5:9093"]
+
+
+def test_the_filter_returns_the_plan_and_names_itself_in_errors():
+    from ansible.errors import AnsibleFilterError
+    from ansible_collections.onprem.deepseek.plugins.filter.scrape_plan import scrape_plan
+
+    assert scrape_plan(HOSTS, GROUPS) == scrape_jobs(HOSTS, GROUPS)
+    with pytest.raises(AnsibleFilterError, match="^scrape_plan: host zz of the node targets"):
+        scrape_plan(HOSTS, {"node": ["zz"]})
