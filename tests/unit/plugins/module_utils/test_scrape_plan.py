@@ -25,8 +25,9 @@ HOSTS = [
 GROUPS = {"node": ["a1", "a2", "b1"], "inference": ["a1"], "gateway": ["a2"]}
 
 
-def jobs_by_name(hosts=HOSTS, groups=GROUPS):
-    return {j["job_name"]: j["static_configs"] for j in scrape_jobs(hosts, groups)}
+def jobs_by_name(hosts=None, groups=None):
+    plan = scrape_jobs(HOSTS if hosts is None else hosts, GROUPS if groups is None else groups)
+    return {j["job_name"]: j["static_configs"] for j in plan}
 
 
 def test_each_group_brings_its_targets_with_host_site_and_instance_labels():
