@@ -439,3 +439,238 @@ def test_asymmetric_signatures():
     lines = [line for i in range(5) for line in w.append(event(i))]
     assert verify(lines, check, expected_head=w.signed_head()).ok
     expect(verify(lines, verifier), "forged_checkpoint", line_of(lines, 2, "checkpoint"), 2)
+
+
+def test_a_problem_in_a_later_file_names_file_line_and_seq_in_its_text():
+    _unused, first, second = rotated()
+    n = line_of(second, 6)
+    second[n - 1] = second[n - 1].replace("alice", "mallory")
+    verdict = verify_files([first, second], verifier)
+    assert str(verdict) == "file 1 line %d, seq 6: edited: hash does not match the record" % n
+    assert verdict.as_dict()["file"] == 1
+
+
+def test_a_record_missing_from_a_later_file_is_deleted_in_that_file():
+    _unused, first, second = rotated()
+    n = line_of(second, 6)
+    del second[n - 1]
+    verdict = verify_files([first, second], verifier)
+    expect(verdict, "deleted", n, 6, file=1)
+    assert verdict.detail == "seq 6 to 6 missing before seq 7"
+
+
+@pytest.mark.parametrize("later_lines_before", [0, 1, 2])
+def test_a_record_moved_to_the_next_file_is_reordered_wherever_it_lands(later_lines_before):
+    """The missing record is looked for in the rest of this file and in all of every later file."""
+    _writer, lines = write(7)
+    n = line_of(lines, 5)
+    moved = lines.pop(n - 1)
+    filler = [json.dumps({"pad": i}) for i in range(later_lines_before)]
+    verdict = verify_files([lines, filler + [moved]], verifier)
+    expect(verdict, "reordered", n, 6, file=0)
+    assert verdict.detail == "seq 6 comes before seq 5"
+
+
+@pytest.mark.parametrize("prev,seq,record,message", [
+    (GENESIS, 1, ["not", "a", "mapping"], "record must be a mapping, got list"),
+    (GENESIS, 1, {"seq": 3}, "record field 'seq' is reserved for the chain"),
+    (GENESIS, 1, {"prev": GENESIS}, "record field 'prev' is reserved for the chain"),
+    (GENESIS, 1, {"hash": "x", "prev": "y"}, "record field 'hash' is reserved for the chain"),
+    (GENESIS, 1, {"type": "head"}, "record type 'head' is reserved for the chain"),
+    ("0" * 63, 1, {}, "prev_hash must be 64 lowercase hex digits"),
+    (GENESIS, -1, {}, "seq must be an integer from 1, got -1"),
+])
+def test_chain_record_refusals_in_full(prev, seq, record, message):
+    with pytest.raises(AuditChainError) as raised:
+        chain_record(prev, seq, record)
+    assert str(raised.value) == message
+
+
+def test_records_are_hashed_as_ascii_json_and_nan_is_refused():
+    line = chain_record(GENESIS, 1, {"principal": "caf\u00e9"})
+    assert "caf\\u00e9" in line and line.isascii()
+    assert json.loads(line)["hash"] == hashlib.sha256(GENESIS.encode() + canon({"principal": "caf\u00e9", "seq": 1})
+                                                      ).hexdigest()
+    assert verify([line], verifier).ok
+    with pytest.raises(ValueError):
+        chain_record(GENESIS, 1, {"latency": float("nan")})
+    with pytest.raises(ValueError):
+        writer().append({"latency": float("inf")})
+
+
+def test_default_checkpoint_interval_is_100_records():
+    w = Writer(signer, clock=clock)
+    sizes = [len(w.append(event(i))) for i in range(201)]
+    assert [i + 1 for i, size in enumerate(sizes) if size == 2] == [100, 200]
+
+
+def test_interval_refusal_in_full():
+    with pytest.raises(AuditChainError) as raised:
+        Writer(signer, every=0)
+    assert str(raised.value) == "checkpoint interval must be an integer from 1, got 0"
+
+
+def test_signed_head_is_a_signed_head_line():
+    w, _lines = write(4)
+    head = w.signed_head()
+    assert {k: v for k, v in head.items() if k != "sig"} == {"type": "head", "seq": 4, "head_hash": w.head,
+                                                             "time": "2023-11-14T22:13:20Z"}
+    assert verifier(canon({k: v for k, v in head.items() if k != "sig"}), base64.b64decode(head["sig"]))
+
+
+def test_a_checkpoint_or_a_rotation_before_the_first_record_verifies():
+    w = writer()
+    opening = [w.checkpoint()]
+    assert (json.loads(opening[0])["seq"], json.loads(opening[0])["count"]) == (0, 0)
+    closing, continuation = w.rotate()
+    assert closing == [] and json.loads(continuation[0])["seq"] == 0
+    _unused, lines = write(2, w)
+    assert verify(opening, verifier).ok
+    assert verify(continuation + lines, verifier, expected_head=w.signed_head()).ok
+
+
+def test_resume_refusals_in_full():
+    with pytest.raises(AuditChainError) as raised:
+        writer().resume([], verifier)
+    assert str(raised.value) == "nothing to resume from: an empty file does not say where the chain stands"
+    _writer, lines = write(7)
+    del lines[line_of(lines, 5) - 1]
+    with pytest.raises(AuditChainError) as raised:
+        writer().resume(lines, verifier)
+    assert str(raised.value) == "cannot resume: line 6, seq 5: deleted: seq 5 to 5 missing before seq 6"
+
+
+@pytest.mark.parametrize("edit", [
+    lambda sig: sig[:4] + "!" + sig[4:],   # not base64: a lax decoder would skip the '!'
+    lambda sig: sig[:4] + "\n" + sig[4:],
+])
+def test_a_signature_must_be_strict_base64(edit):
+    _writer, lines = write(3)
+    cp = json.loads(lines[-1])
+    cp["sig"] = edit(cp["sig"])
+    lines[-1] = json.dumps(cp)
+    expect(verify(lines, verifier), "forged_checkpoint", len(lines), 3)
+
+
+def test_a_missing_signature_is_never_accepted():
+    _writer, lines = write(3)
+    cp = json.loads(lines[-1])
+    del cp["sig"]
+    lines[-1] = json.dumps(cp)
+    expect(verify(lines, lambda payload, sig: True), "forged_checkpoint", len(lines), 3)
+
+
+@pytest.mark.parametrize("tail", ["X", "\x0c", "\u00a0"])
+def test_a_line_with_more_than_its_json_and_line_ending_is_malformed(tail):
+    _writer, lines = write(2)
+    assert verify([line + "\r\n" for line in lines], verifier).ok
+    lines[0] += tail
+    verdict = verify(lines, verifier)
+    expect(verdict, "malformed", 1, None)
+    assert verdict.detail == "not an audit line (JSON object with the fields of its type)"
+
+
+def test_a_continuation_needs_its_time():
+    _unused, _first, second = rotated()
+    cont = json.loads(second[0])
+    cont["time"] = 1700000000
+    del cont["sig"]
+    second[0] = json.dumps(dict(cont, sig=base64.b64encode(signer(canon(cont))).decode()))
+    expect(verify(second, verifier), "malformed", 1, 4)
+
+
+def rotated_long():
+    """A closed first file (seq 1-4) and a second one: continuation, seq 5-11, checkpoints at 7 and 10.
+
+    Lines of the second file: 1 continuation, 2 seq 5, 3 seq 6, 4 seq 7, 5 checkpoint 7, 6 seq 8, 7 seq 9,
+    8 seq 10, 9 checkpoint 10, 10 seq 11.
+    """
+    w, first = write(4)
+    closing, opening = w.rotate()
+    _unused, rest = write(7, w, start=4)
+    return w, first + closing, opening + rest
+
+
+def recomputed(lines, seq, **change):
+    """Record ``seq`` rewritten with ``change`` and a hash that matches it."""
+    n = line_of(lines, seq)
+    obj = parsed(lines)[n - 1]
+    body = {k: v for k, v in obj.items() if k not in ("seq", "prev", "hash")}
+    lines[n - 1] = chain_record(obj["prev"], seq, dict(body, **change))
+
+
+def swap(lines, a, b):
+    lines[a - 1], lines[b - 1] = lines[b - 1], lines[a - 1]
+
+
+@pytest.mark.parametrize("tamper,verdict", [
+    (lambda s: s.__setitem__(2, s[2].replace("alice", "mallory")),
+     "file 1 line 3, seq 6: edited: hash does not match the record"),
+    (lambda s: recomputed(s, 6, principal="mallory"),
+     "file 1 line 3, seq 6: edited: seq 7's prev does not match this record: it was rewritten with a recomputed hash"),
+    (lambda s: recomputed(s, 7, status=500),
+     "file 1 line 5, seq 7: edited: signed head hash differs from the chain: a record up to seq 7 was rewritten"),
+    (lambda s: s.pop(2), "file 1 line 3, seq 6: deleted: seq 6 to 6 missing before seq 7"),
+    (lambda s: s.pop(3), "file 1 line 4, seq 7: deleted: seq 7 to 7 missing before the checkpoint for seq 7"),
+    (lambda s: s.pop(4),
+     "file 1 line 8, seq 10: deleted: 6 records since the last checkpoint, signed count 3: a checkpoint line is "
+     "missing"),
+    (lambda s: swap(s, 2, 3), "file 1 line 2, seq 6: reordered: seq 6 comes before seq 5"),
+    (lambda s: swap(s, 4, 5), "file 1 line 4, seq 7: reordered: the checkpoint for seq 7 comes before seq 7"),
+    (lambda s: swap(s, 5, 6), "file 1 line 6, seq 7: reordered: checkpoint for seq 7 after seq 8"),
+    (lambda s: s.insert(5, s[4]),
+     "file 1 line 6, seq 7: reordered: 0 records since the last checkpoint, signed count 3: checkpoint line "
+     "repeated or moved"),
+    (lambda s: s.insert(2, s[0]), "file 1 line 3, seq 4: reordered: continuation line is not the first line of a file"),
+    (lambda s: s.insert(2, "{not json"),
+     "file 1 line 3, seq None: malformed: not an audit line (JSON object with the fields of its type)"),
+])
+def test_each_problem_in_a_later_file_is_named_in_full(tamper, verdict):
+    _writer, first, second = rotated_long()
+    assert verify_files([first, second], verifier).ok
+    tamper(second)
+    assert str(verify_files([first, second], verifier)) == verdict
+
+
+def test_problems_at_a_rotation_are_named_in_full():
+    _unused, first, second = rotated()
+    cut = first[:line_of(first, 3, "checkpoint")]
+    assert verify_files([cut, second], verifier).detail == "file ends at seq 3, the next file continues from seq 4"
+    assert verify_files([first[:-1], second], verifier).detail == "file ends without the checkpoint that closes it"
+    assert verify_files([first + second[1:], second[:1]], verifier).detail == \
+        "continues from seq 4, the previous file ends at seq 8"
+    other = writer()
+    write(4, other, start=50)
+    _unused, opening = other.rotate()
+    assert verify_files([first, opening + second[1:]], verifier).detail == \
+        "hash differs from the one the next file continues from"
+
+
+def test_a_file_that_starts_the_walk_with_its_continuation_is_where_the_chain_stands():
+    """After an empty (or removed) earlier file, the continuation line is the start of the chain."""
+    _unused, _first, second = rotated()
+    other = writer()
+    write(4, other, start=50)
+    _unused, opening = other.rotate()
+    foreign = opening + second[1:]
+    assert str(verify_files([[], foreign], verifier)) == \
+        "file 1 line 1, seq 4: edited: seq 5's prev does not match this record: it was rewritten with a recomputed hash"
+    assert str(verify_files([[], second], verifier, expected_head={"seq": 4, "head_hash": "e" * 64})) == \
+        "file 1 line 1, seq 4: edited: hash differs from the signed head"
+    start = [chain_record("1" * 64, 1, event(0))]
+    assert str(verify_files([[], start], verifier)) == \
+        "file 1 line 1, seq 1: edited: prev is not the hash the chain starts from"
+
+
+def test_truncation_is_named_in_the_last_file():
+    w, first, second = rotated_long()
+    head = w.signed_head()
+    assert str(verify_files([first, second[:-1]], verifier, expected_head=head)) == \
+        "file 1 line 10, seq 11: truncated: log ends at seq 10, the signed head is at seq 11"
+    assert str(verify_files([], verifier, expected_head=head)) == \
+        "line 1, seq 1: truncated: log ends at seq 0, the signed head is at seq 11"
+
+
+@pytest.mark.parametrize("head", [{"seq": 1}, "h"])
+def test_unusable_expected_head_detail(head):
+    assert verify(write(2)[1], verifier, expected_head=head).detail == "expected head needs seq and head_hash"

@@ -20,6 +20,7 @@ from ansible_collections.onprem.deepseek.plugins.module_utils._gateway_policy im
     authenticate_certificate,
     decide,
     normalise_path,
+    query_carries_key,
     route_action,
     serial_of,
     split_assign,
@@ -62,8 +63,10 @@ def principals(keys):
     ]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def policy(keys):
+    # Compiled per test (it takes no time): ./dev mutate credits what a module-scoped fixture runs to
+    # the first test that asks for it only, so the other tests would not see a mutant of compile_policy.
     return compile_policy(roles(), principals(keys), {"dave": [keys["dave"]["stored"]]}, MODELS,
                           {"requests_per_second": 5})
 
@@ -305,6 +308,93 @@ def test_boundaries_that_are_accepted(keys):
     assert "d" * 64 in compiled["principals"]
 
 
+def refusal(compile_call):
+    """The whole message of the GatewayPolicyError that ``compile_call()`` raises."""
+    with pytest.raises(GatewayPolicyError) as raised:
+        compile_call()
+    return str(raised.value)
+
+
+def test_messages_name_the_rule_in_full():
+    def one_role(resources=("model/*",), actions=("read",)):
+        return {"x": {"resources": list(resources), "actions": list(actions)}}
+
+    assert refusal(lambda: compile_policy(one_role(actions=["read", "write"]), [], None, MODELS)) == \
+        "gateway_roles.x.actions[1]: unknown action 'write' (read, execute, admin)"
+    assert refusal(lambda: compile_policy(one_role(resources=["model/deepseek-r?"]), [], None, MODELS)) == \
+        "gateway_roles.x.resources[0]: 'model/deepseek-r?': only letters, digits, '_.:/-' and the '*' wildcard " \
+        "may follow 'model/'"
+    assert refusal(lambda: compile_policy(None, [], None, ["a//b"])) == \
+        "models[0]: 'a//b' is not a model name (letters, digits, '_.:-', single '/' separators)"
+    assert refusal(lambda: compile_policy(None, [{"name": "a", "roles": [], "client_certificates": ["bob"]}],
+                                          None, MODELS)) == \
+        "gateway_principals[0].client_certificates[0]: 'bob' must be a certificate subject as nginx's " \
+        "$ssl_client_s_dn prints it (RFC 2253, most specific first, e.g. 'CN=analyst-app,O=onprem.deepseek'): " \
+        "printable ASCII (nginx escapes other bytes as \\XX), no spaces at the ends"
+    assert refusal(lambda: compile_policy(None, [{"name": "a", "roles": [], "revoked_certificates": ["1G"]}],
+                                          None, MODELS)) == \
+        "gateway_principals[0].revoked_certificates[0]: '1G' is not a certificate serial: a quoted hex string " \
+        "of at most %d digits, ':' between octets allowed" % MAX_SERIAL_DIGITS
+
+
+@pytest.mark.parametrize("compile_call,message", [
+    (lambda: compile_policy([], [], None, MODELS), "gateway_roles: must be a mapping, got list"),
+    (lambda: compile_policy({"x": {"resources": ["model/*"]}}, [], None, MODELS),
+     "gateway_roles.x: missing field 'actions'"),
+    (lambda: compile_policy({"x": {"actions": ["read"]}}, [], None, MODELS),
+     "gateway_roles.x: missing field 'resources'"),
+    (lambda: compile_policy(None, {"name": "a", "roles": []}, None, MODELS),
+     "gateway_principals: must be a list, got dict"),
+    (lambda: compile_policy(roles(), [{"name": "a", "roles": "reader"}], None, MODELS),
+     "gateway_principals[0].roles: must be a list, got str"),
+    (lambda: compile_policy(None, [{"name": "a", "roles": [], "keys": "scrypt$"}], None, MODELS),
+     "gateway_principals[0].keys: must be a list, got str"),
+    (lambda: compile_policy(None, [{"name": "a", "roles": [], "revoked_keys": "0123456789ab"}], None, MODELS),
+     "gateway_principals[0].revoked_keys: must be a list, got str"),
+    # YAML reads an unquoted number as an int: still named, not a TypeError from sorting.
+    (lambda: compile_policy(None, [{"name": "a", "roles": []}], {"a": [], 7: []}, MODELS),
+     "gateway_keys.7: unknown principal 7"),
+    (lambda: compile_splits({"name": "x"}), "gateway_splits: must be a list, got dict"),
+    # An unknown field next to one that is no string: named, sorted as text.
+    (lambda: compile_policy({"x": {"resources": ["model/*"], "actions": ["read"], 1: "a", "zz": "b"}}, [], None,
+                            MODELS),
+     "gateway_roles.x: unknown field 1 (allowed: resources, actions)"),
+    (lambda: compile_splits([dict(split(), name="r1 vs v3")]),
+     "gateway_splits[0].name: 'r1 vs v3' must be 1-64 letters, digits, '_', '.' or '-', not starting with '_.-'"),
+    (lambda: compile_splits([split(), dict(split(), name="second", variants=[{"name": "v 0", "weight": 1}])]),
+     "gateway_splits[1].variants[0].name: 'v 0' must be 1-64 letters, digits, '_', '.' or '-', not starting with "
+     "'_.-'"),
+    (lambda: compile_splits([dict(split(), variants=[{"name": "v0", "weight": 1, "model": "deepseek-r1"}])]),
+     "gateway_splits[0].variants[0]: unknown field 'model' (allowed: name, weight)"),
+])
+def test_variables_of_the_wrong_shape_are_named_in_full(compile_call, message):
+    assert refusal(compile_call) == message
+
+
+def test_no_roles_variable_means_no_grants():
+    compiled = compile_policy(None, [{"name": "a", "roles": []}], None, MODELS)
+    assert compiled["principals"]["a"]["allow"] == {"read": [], "execute": [], "admin": []}
+    assert (compiled["version"], compiled["models"], compiled["unmatched"]) == (1, sorted(MODELS), [])
+
+
+def test_grants_add_up_across_resources_and_roles():
+    r = dict(roles(), both={"resources": ["model/deepseek-r1", "model/deepseek-coder*", "model/llama*"],
+                            "actions": ["execute"]})
+    ps = [{"name": "one-role", "roles": ["both"]}, {"name": "two-roles", "roles": ["r1-user", "coder"]}]
+    compiled = compile_policy(r, ps, None, MODELS)
+    for name in ("one-role", "two-roles"):
+        assert compiled["principals"][name]["allow"]["execute"] == sorted(["deepseek-r1"] + CODERS), name
+    assert compiled["principals"]["two-roles"]["allow"]["read"] == ["deepseek-r1"]
+    assert compiled["unmatched"] == ["gateway_roles.both.resources[2]"]
+
+
+def test_gateway_keys_belong_to_their_principal(keys):
+    compiled = compile_policy(roles(), [{"name": "dave", "roles": ["r1-user"]}], {"dave": [keys["dave"]["stored"]]},
+                              MODELS)
+    assert compiled["keys"][keys["dave"]["id"]]["principal"] == "dave"
+    assert decide(compiled, bearer(keys, "dave"), "GET", "/v1/models", b"") == (200, "dave", None)
+
+
 # --- routing ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("method,path,expected", [
@@ -350,6 +440,36 @@ def test_boundaries_that_are_accepted(keys):
 ])
 def test_route_action(method, path, expected):
     assert route_action(method, path) == expected
+
+
+@pytest.mark.parametrize("path,expected", [
+    # Printable ASCII from '!' to '~' is taken as it is; a space, DEL or anything above is refused.
+    ("/v1/models!", (404, None)), ("/v1/models~", (404, None)),
+    ("/v1/models\x7f", (400, None)), ("/v1/models\x80", (400, None)), ("/v1/mo\x1fdels", (400, None)),
+    # Percent escapes decode to anything from a space up, except '/', '%' and DEL.
+    ("/v1/mo%20dels", (404, None)), ("/v1/mo%1fdels", (400, None)), ("/v1/mo%7Edels", (404, None)),
+    ("/v1/mo%7Fdels", (400, None)), ("/v1/%2e/models", (200, "read")),
+])
+def test_route_action_at_the_edges_of_printable_ascii(path, expected):
+    assert route_action("GET", path) == expected
+
+
+@pytest.mark.parametrize("path,carries", [
+    ("/v1/models?api_key=", True),  # named, even when empty
+    ("/v1/models?token", True),
+    ("/v1/models?q=what?token", False),  # the query starts at the first '?': this 'token' is part of q's value
+    ("/v1/models?q=token", False),
+    ("/v1/models", False),
+    (None, False),
+    (b"/v1/models?api_key=x", False),
+])
+def test_query_carries_key(path, carries):
+    assert query_carries_key(path) is carries
+
+
+def test_a_header_that_is_no_text_proves_nobody(policy):
+    for header in (42, ["Bearer", "x"], {"Bearer": "x"}):
+        assert decide(policy, header, "GET", "/v1/models", b"") == (401, None, None)
 
 
 def test_normalise_path_keeps_the_query_apart():

@@ -22,3 +22,20 @@ def test_nan_and_infinities_are_refused(text):
 def test_broken_json_is_a_value_error():
     with pytest.raises(ValueError):
         strict_loads('{"a": ')
+
+
+@pytest.mark.parametrize("text,message", [
+    ('{"a": 1, "a": 2}', "duplicate field 'a'"),
+    ('{"x": {"b": 1, "c": 2, "b": 1}}', "duplicate field 'b'"),
+    ('{"a": NaN}', "NaN is not JSON"),
+    ("[Infinity]", "Infinity is not JSON"),
+    ("-Infinity", "-Infinity is not JSON"),
+])
+def test_the_refusal_names_the_field_or_the_constant(text, message):
+    with pytest.raises(ValueError) as raised:
+        strict_loads(text)
+    assert str(raised.value) == message
+
+
+def test_every_value_of_an_object_is_kept():
+    assert strict_loads('{"a": 1, "b": "x", "c": {"d": null}}') == {"a": 1, "b": "x", "c": {"d": None}}
