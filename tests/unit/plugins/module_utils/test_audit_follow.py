@@ -1503,18 +1503,72 @@ def test_a_cut_off_line_is_named_with_its_length(site):
 
 
 def test_what_there_is_to_rotate_after_a_start(site):
+    site.follower().close()  # never started
     f = site.follower().start()
     assert f.rotate_chain() is None  # a new chain: nothing yet
+    assert not (site.chain / af.CHAIN_FILE).exists()
     site.write_n(2)
     drain(f)
     f.close()
     g = site.follower().start()
-    stops = iter([False, False, True])
-    g.run(lambda: next(stops), lambda seconds: None)  # not asked to rotate
+    site.write_n(2)
+    stops = iter([False, False, False, True])
+    sleeps = []
+    g.run(lambda: next(stops), sleeps.append, poll=0.5)  # not asked to rotate
+    assert sleeps == [0.5, 0.5]  # no sleep after a turn that chained something
     assert af.chain_series(str(site.chain)) == [str(site.chain / af.CHAIN_FILE)]
-    assert g.rotate_chain() == str(site.chain / "audit.log.1")  # the resumed file holds records
+    assert g.rotate_chain() == str(site.chain / "audit.log.1")  # the resumed file and the new lines
     g.close()
     g.close()
+
+
+def test_the_follower_stays_on_a_renamed_raw_file_until_a_new_one_exists(site):
+    site.write_n(2)
+    f = site.follower().start()
+    drain(f)
+    old = site.raw.with_name("gateway-audit.log.1")
+    site.raw.rename(old)
+    assert f.step() is False
+    site.write_n(1, path=old)  # nginx has not reopened its log yet
+    drain(f)
+    assert f.writer.seq == 3 and site.state_doc()["raw"]["path"] == str(site.raw)
+    f.close()
+
+
+def test_an_empty_raw_file_rotated_away_is_left_for_the_new_one(site):
+    site.raw.touch()
+    f = site.follower().start()
+    assert f.step() is False
+    site.raw.rename(site.raw.with_name("gateway-audit.log.1"))
+    site.write_n(2)
+    drain(f)
+    f.close()
+    assert site.bodies() == site.expected()
+
+
+def test_a_raw_log_cut_below_a_pending_partial_line_is_read_again(site):
+    site.write([nginx_line(0)])
+    site.write([b'{"partial":'], newline=False)
+    f = site.follower().start()
+    drain(f)
+    offset = f.raw.offset
+    with open(site.raw, "r+b") as handle:
+        handle.truncate(offset + 1)
+    drain(f)
+    f.close()
+    assert site.messages[-1] == "raw log %s was truncated; reading it from its start" % site.raw
+
+
+def test_a_damaged_rotated_file_to_continue_from_is_named(site):
+    site.write_n(4)
+    f = site.follower().start()
+    drain(f)
+    f.close()
+    lines = site.lines()
+    (site.chain / af.CHAIN_FILE).unlink()
+    (site.chain / "audit.log.1").write_text("\n".join(lines[1:]) + "\n")
+    assert refusal(site) == "%s: cannot resume: line 1, seq 1: deleted: seq 1 to 1 missing before seq 2" % (
+        site.chain / "audit.log.1")
 
 
 def test_rotation_by_size_starts_at_exactly_the_size(site):
@@ -1560,3 +1614,9 @@ def test_a_key_that_may_not_sign_and_a_missing_key_are_named_in_full(token):
         path = config_file(token["dir"], module_path=softhsm_tokens.SOFTHSM_LIB, token_label="audittest",
                            pin_file=str(token["pin_file"]), key_label=label)
         assert cli("public-key", "--signer-config", path) == (1, "", "onprem-deepseek-audit: %s\n" % message)
+    with pytest.raises(ValueError, match="raised inside"):
+        config = config_file(token["dir"], module_path=softhsm_tokens.SOFTHSM_LIB, token_label="audittest",
+                             pin_file=str(token["pin_file"]))
+        with af.TokenSigner(af.load_signer_config(str(config))) as signer:
+            assert signer.public_key_pem == token["keys"]["gateway-audit"]["public_key_pem"]
+            raise ValueError("raised inside")

@@ -214,6 +214,9 @@ def test_the_module_opens_what_keywrap_wrapped(token):
 def test_the_role_ships_keywrap_built_from_the_current_module_utils():
     """roles/hsm/files/onprem_keywrap.py is what tools/build_keywrap.py makes of the _pkcs11_*
     module_utils today: an edit to either without a rebuild fails here."""
+    if "MUTANT_UNDER_TEST" in os.environ:
+        # ./dev mutate: mutmut's copies of module_utils carry its trampolines, never the shipped code.
+        pytest.skip("under mutmut, plugins/module_utils is not the source the commands are built from")
     run = subprocess.run([sys.executable, str(ROOT / "tools" / "build_keywrap.py"), "--check"],
                          capture_output=True, text=True, check=False)
     assert (run.returncode, run.stderr) == (0, "")
