@@ -20,6 +20,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from ansible_collections.onprem.deepseek.plugins.module_utils._port_filter import client_network
 from ansible_collections.onprem.deepseek.plugins.module_utils._systemd_unit import (
     ENV_NAME,
     UnitValueError,
@@ -289,14 +290,9 @@ def _networks(problems, variable, entries):
     out = []
     for entry in entries:
         try:
-            network = ipaddress.ip_network(str(entry).strip(), strict=False)
-        except ValueError:
-            problems.add(variable, "%r is not an IP address or network (CIDR); name hosts by address" % (entry,))
-            continue
-        if network.prefixlen == 0:
-            problems.add(variable, "%r admits every address; list the clients' addresses or networks" % (entry,))
-            continue
-        out.append(str(network))
+            out.append(str(client_network(entry)))
+        except ValueError as exc:
+            problems.add(variable, str(exc))
     return out
 
 

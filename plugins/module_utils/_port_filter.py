@@ -15,6 +15,21 @@ class PortFilterError(ValueError):
     pass
 
 
+def client_network(entry):
+    """The network of one client entry (an address or a CIDR network); ValueError says what is wrong.
+
+    Shared by every role that admits clients to its ports (the inference engine, the exporters,
+    Prometheus), so that all of them accept and refuse the same entries.
+    """
+    try:
+        network = ipaddress.ip_network(str(entry).strip(), strict=False)
+    except ValueError:
+        raise ValueError("%r is not an IP address or network (CIDR); name hosts by address" % (entry,))
+    if network.prefixlen == 0:
+        raise ValueError("%r admits every address; list the clients' addresses or networks" % (entry,))
+    return network
+
+
 def port_filter(variable, clients, ports):
     """Loopback and the clients, by address family, and the ports; raises naming ``variable``."""
     if not isinstance(clients, (list, tuple)):
@@ -27,11 +42,9 @@ def port_filter(variable, clients, ports):
     out = {"ipv4": [], "ipv6": [], "ports": sorted(set(ports))}
     for entry in list(_LOOPBACK) + list(clients):
         try:
-            network = ipaddress.ip_network(str(entry).strip(), strict=False)
-        except ValueError:
-            raise PortFilterError("%s: %r is not an IP address or network (CIDR); name hosts by address" % (variable, entry))
-        if network.prefixlen == 0:
-            raise PortFilterError("%s: %r admits every address; list the clients' addresses or networks" % (variable, entry))
+            network = client_network(entry)
+        except ValueError as exc:
+            raise PortFilterError("%s: %s" % (variable, exc))
         family = out["ipv4" if network.version == 4 else "ipv6"]
         if str(network) not in family:
             family.append(str(network))

@@ -58,3 +58,19 @@ def test_the_filter_names_itself():
     assert port_filter(["10.0.0.5"], variable="v", ports=[9100])["ipv4"][1] == "10.0.0.5/32"
     with pytest.raises(AnsibleFilterError, match="^port_filter: v: 'x' is not"):
         port_filter(["x"], variable="v", ports=[9100])
+
+
+
+@pytest.mark.parametrize("entry", ["gw.example", "10.0.0.300", "0.0.0.0/0", "::/0", ""])
+def test_the_inference_engine_refuses_the_same_entries_with_the_same_words(entry):
+    from ansible_collections.onprem.deepseek.plugins.module_utils import _inference_engine
+    from ansible_collections.onprem.deepseek.plugins.module_utils._port_filter import client_network
+
+    with pytest.raises(ValueError) as caught:
+        client_network(entry)
+    with pytest.raises(PortFilterError) as filtered:
+        plain("v", [entry], [9100])
+    assert str(filtered.value) == "v: %s" % caught.value
+    problems = _inference_engine._Problems()
+    assert _inference_engine._networks(problems, "inference_allowed_clients", [entry, "10.0.0.5"]) == ["10.0.0.5/32"]
+    assert problems.items == ["inference_allowed_clients: %s" % caught.value]
