@@ -98,8 +98,10 @@ def scrape_jobs(hosts, groups, self_target="127.0.0.1:9090", alertmanager_target
             if job == JOB_INFERENCE:
                 for item in value:
                     instance = _label(item.get("instance"), "%s: inference instance name" % name)
-                    engine = _label(item.get("engine", ""), "%s: inference engine" % name)
-                    add(targets, item.get("target"), dict(base, instance="%s/%s" % (name, instance), engine=engine),
+                    # "runtime", not "engine": vLLM labels its own series engine (the data-parallel
+                    # rank), which a target label of that name would rename to exported_engine.
+                    runtime = _label(item.get("engine", ""), "%s: inference engine" % name)
+                    add(targets, item.get("target"), dict(base, instance="%s/%s" % (name, instance), runtime=runtime),
                         "%s: %s[%s] (from %s)" % (name, fact, instance, source))
             elif value:
                 add(targets, value, dict(base, instance=name), "%s: %s (from %s)" % (name, fact, source))

@@ -39,8 +39,8 @@ def test_each_group_brings_its_targets_with_host_site_and_instance_labels():
         {"targets": ["10.0.2.11:9100"], "labels": {"host": "b1", "instance": "b1", "site": "site_b"}},
     ]
     assert jobs["inference"] == [
-        {"targets": ["10.0.1.11:8000"], "labels": {"engine": "vllm", "host": "a1", "instance": "a1/main", "site": "site_a"}},
-        {"targets": ["10.0.1.11:8001"], "labels": {"engine": "vllm", "host": "a1", "instance": "a1/canary", "site": "site_a"}},
+        {"targets": ["10.0.1.11:8000"], "labels": {"host": "a1", "instance": "a1/main", "runtime": "vllm", "site": "site_a"}},
+        {"targets": ["10.0.1.11:8001"], "labels": {"host": "a1", "instance": "a1/canary", "runtime": "vllm", "site": "site_a"}},
     ]
     assert jobs["gateway"] == [{"targets": ["10.0.1.12:9145"], "labels": {"host": "a2", "instance": "a2", "site": "site_a"}}]
     assert jobs["prometheus"] == [{"targets": ["127.0.0.1:9090"], "labels": {"instance": "prometheus"}}]
