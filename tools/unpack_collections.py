@@ -4,6 +4,11 @@ Usage: unpack_collections.py WHEEL REQUIREMENTS_YML DEST
 
 Fails when a collection is missing from the wheel or its version is outside the range
 that requirements.yml allows, so a wrong pin is caught here and not in a playbook.
+
+Then links the collections vendored for tests under tests/awx/vendor_collections (awx.awx, which
+no reachable registry offers: an unmodified copy of the modules examples/awx uses) into DEST,
+unless DEST has the real one, so examples/awx's playbooks are syntax-checked and linted against
+the real module options. They are no dependency of the collection (galaxy.yml).
 """
 import json
 import shutil
@@ -51,6 +56,19 @@ def main(wheel, requirements, dest):
                 if member.startswith(prefix) and not member.endswith("/"):
                     zf.extract(member, dest)
             print(f"unpacked {item['name']} {version}")
+    link_vendored(dest)
+
+
+def link_vendored(dest):
+    vendored = Path(__file__).resolve().parents[1] / "tests" / "awx" / "vendor_collections" / "ansible_collections"
+    for collection in sorted(vendored.glob("*/*")):
+        target = dest / "ansible_collections" / collection.parent.name / collection.name
+        if target.is_symlink() or not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.is_symlink():
+                target.unlink()
+            target.symlink_to(collection)
+            print(f"linked vendored {collection.parent.name}.{collection.name}")
 
 
 if __name__ == "__main__":
