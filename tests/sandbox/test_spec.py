@@ -105,6 +105,18 @@ def test_rootfs_key_follows_what_goes_into_the_image():
     assert s.rootfs_key("http://mirror/debian") != s.rootfs_key("http://other/debian")
 
 
+def test_extra_packages_are_names():
+    inv = two_sites()
+    for hv in inv["_meta"]["hostvars"].values():
+        hv["sandbox_extra_packages"] = ["mdadm", "libengine-pkcs11-openssl"]
+    assert parse_inventory(inv).extra_packages == ("mdadm", "libengine-pkcs11-openssl")
+    for bad in (["mdadm; reboot"], [""], [3], "mdadm"):
+        for hv in inv["_meta"]["hostvars"].values():
+            hv["sandbox_extra_packages"] = bad
+        with pytest.raises(SpecError, match="sandbox_extra_packages"):
+            parse_inventory(inv)
+
+
 # apt sources as this machine kind has them: deb822 with a commented snapshot line, plus
 # unrelated third-party repositories that must not leak into the hosts.
 DEB822 = """Types: deb

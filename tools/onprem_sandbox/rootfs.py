@@ -61,6 +61,8 @@ def ensure(spec, cache_dir, host_type="container"):
         sudoers.chmod(0o440)
         # A getty on the container console would only wait for a login that never comes.
         sh("chroot", work, "systemctl", "mask", "console-getty.service", "getty@tty1.service")
+        if spec.extra_packages:
+            _install_extra(work, spec.extra_packages)
         if host_type == "vm":
             _prepare_vm(work)
         sh("chroot", work, "apt-get", "clean")
@@ -70,6 +72,20 @@ def ensure(spec, cache_dir, host_type="container"):
         shutil.rmtree(work, ignore_errors=True)
         raise
     return image, entries
+
+
+def _install_extra(work, packages):
+    """apt-get install in the image, without recommends (as the roles install) and starting nothing."""
+    log(f"installing into the image: {' '.join(packages)}")
+    policy = work / "usr/sbin/policy-rc.d"
+    policy.write_text("#!/bin/sh\nexit 101\n")
+    policy.chmod(0o755)
+    try:
+        sh("chroot", work, "apt-get", "update", "-q")
+        sh("chroot", work, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-q", "-y",
+           "--no-install-recommends", *packages)
+    finally:
+        policy.unlink()
 
 
 def _prepare_vm(work):

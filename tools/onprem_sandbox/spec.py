@@ -31,6 +31,7 @@ DISK_BUSES = ("nvme", "sas", "sata")
 DISK_ID_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 SERIAL_RE = re.compile(r"^[A-Za-z0-9]{1,20}$")
 WWN_RE = re.compile(r"^0x[0-9a-fA-F]{16}$")
+PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 SIZE_RE = re.compile(r"^([0-9]+)([KMGT]?)$")
 # QEMU's mptsas1068 and ahci take 8 and 6 devices.
 BUS_LIMITS = {"nvme": 16, "sas": 8, "sata": 6}
@@ -80,6 +81,9 @@ class Spec:
     hosts: tuple
     suite: str = "bookworm"
     packages: tuple = BASE_PACKAGES
+    # Installed with apt after debootstrap (whose own resolver cannot configure some packages,
+    # python3-cryptography among them): the packages a scenario wants in place before its roles run.
+    extra_packages: tuple = ()
     pypi_requirements: tuple = ()
     pypi_requirement_files: tuple = ()
     admin_user: str = "deploy"
@@ -123,6 +127,8 @@ class Spec:
         """Cache key of the host image: changes when anything that goes into it changes."""
         recipe = {"suite": self.suite, "mirror": mirror_url, "packages": sorted(self.image_packages(host_type)),
                   "admin_user": self.admin_user, "recipe": 3}
+        if self.extra_packages:
+            recipe["extra_packages"] = sorted(self.extra_packages)
         if host_type == "vm":
             recipe["vm_recipe"] = 1
         return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
@@ -298,11 +304,11 @@ def parse_inventory(inv):
     if not isinstance(pypi_files, list) or not all(isinstance(r, str) for r in pypi_files):
         raise SpecError("sandbox_pypi_requirement_files: must be a list of paths (relative to the repository root)")
     extra_pkgs = first.get("sandbox_extra_packages", []) or []
-    if not isinstance(extra_pkgs, list):
+    if not isinstance(extra_pkgs, list) or not all(isinstance(p, str) and PACKAGE_RE.match(p) for p in extra_pkgs):
         raise SpecError("sandbox_extra_packages: must be a list of Debian package names")
     return Spec(
         name=name, mirror_address=mirror, router_address=router, sites=sites,
-        hosts=tuple(hosts), packages=tuple(BASE_PACKAGES) + tuple(extra_pkgs),
+        hosts=tuple(hosts), extra_packages=tuple(extra_pkgs),
         pypi_requirements=tuple(pypi),
         pypi_requirement_files=tuple(pypi_files),
     )
