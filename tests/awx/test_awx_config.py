@@ -208,7 +208,7 @@ def template_playbook(jt):
 # --- (b) surveys against argument specs ---------------------------------------------------------
 
 def test_playbook_specs_name_variables_the_playbooks_read(config):
-    _, _, specs = config
+    specs = config[2]
     for playbook, spec in specs.items():
         text = (ROOT / 'playbooks' / (playbook + '.yml')).read_text()
         for var in spec['options']:
@@ -218,7 +218,7 @@ def test_playbook_specs_name_variables_the_playbooks_read(config):
 
 
 def test_every_survey_fits_the_specs_of_what_it_runs(config):
-    _, templates, specs = config
+    templates, specs = config[1], config[2]
     assert {jt['name'] for jt in templates['awx_job_templates']} >= {
         'onprem.deepseek deploy', 'onprem.deepseek validate readiness', 'onprem.deepseek rolling driver upgrade'}
     checked = 0
@@ -241,7 +241,7 @@ def test_every_survey_fits_the_specs_of_what_it_runs(config):
 
 
 def test_the_checker_finds_a_bad_survey(config):
-    _, _, specs = config
+    specs = config[2]
     gpu_stack = specs_for('gpu_stack', specs)
     validate = specs_for('validate', specs)
     bad = {
@@ -279,7 +279,7 @@ def test_the_checker_finds_a_bad_survey(config):
 
 
 def test_hsm_credential_type_injects_the_hsm_roles_variables(config):
-    objects, _, _ = config
+    objects = config[0]
     hsm_options = load(ROOT / 'roles' / 'hsm' / 'meta' / 'argument_specs.yml')['argument_specs']['main']['options']
     (ctype,) = [c for c in objects['awx_credential_types'] if c['name'] == '{{ awx_hsm_credential_type }}']
     fields = {f['id']: f for f in ctype['inputs']['fields']}
@@ -290,7 +290,7 @@ def test_hsm_credential_type_injects_the_hsm_roles_variables(config):
 
 
 def test_workflow_is_check_approval_run_validate(config):
-    _, templates, _ = config
+    templates = config[1]
     by_name = {jt['name']: jt for jt in templates['awx_job_templates']}
     (wf,) = templates['awx_workflows']
     nodes = {n['identifier']: n for n in wf['schema']}

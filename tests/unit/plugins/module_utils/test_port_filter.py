@@ -60,7 +60,6 @@ def test_the_filter_names_itself():
         port_filter(["x"], variable="v", ports=[9100])
 
 
-
 @pytest.mark.parametrize("entry", ["gw.example", "10.0.0.300", "0.0.0.0/0", "::/0", ""])
 def test_the_inference_engine_refuses_the_same_entries_with_the_same_words(entry):
     from ansible_collections.onprem.deepseek.plugins.module_utils import _inference_engine
