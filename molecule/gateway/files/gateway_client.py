@@ -14,7 +14,9 @@ document. Subcommands:
   split POLICY SPLITS KEYDIR
                          4 completions per principal: the stand-in that answered each, and the
                          variant _gateway_policy.split_assign gives the principal
-  load KEYFILE COUNT     COUNT completions 0.15 s apart (at most 100): status and answering stand-in
+  load KEYFILE MARKER AFTER
+                         completions 0.15 s apart until the file MARKER exists, then AFTER more
+                         (at most 400 in all): status and answering stand-in of each
   tls12                  whether a TLS 1.2 handshake is refused
 """
 import http.client
@@ -189,11 +191,17 @@ def split(policy_path, splits_path, key_dir):
     return out
 
 
-def load(key_file, count):
+def load(key_file, marker, after):
+    """Driven by the marker, not a count, so a slow stop of the server still leaves answers after it."""
     key = read_key(key_file)
     samples = []
     conn = connect()
-    for _i in range(min(count, 100)):
+    left = None
+    while len(samples) < 400 and left != 0:
+        if left is None and os.path.exists(marker):
+            left = after
+        if left:
+            left -= 1
         start = time.time()
         try:
             status, engine = chat(conn, key)
@@ -234,7 +242,7 @@ def main():
     elif command == "split":
         out = split(*args)
     elif command == "load":
-        out = load(args[0], int(args[1]))
+        out = load(args[0], args[1], int(args[2]))
     else:
         out = tls12()
     print(json.dumps(out))
