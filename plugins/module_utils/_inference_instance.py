@@ -91,7 +91,8 @@ def wait_ready(unit, url, timeout, props=unit_properties, status=http_status, cl
     """
     deadline = clock() + float(timeout)
     first = props(unit)
-    result = {"health": 0, "pid": first.get("MainPID"), "state": first.get("ActiveState"), "sub": first.get("SubState")}
+    # state and sub are read on every round, the first one included.
+    result = {"health": 0, "pid": first.get("MainPID")}
     started = clock()
     while True:
         now = props(unit)

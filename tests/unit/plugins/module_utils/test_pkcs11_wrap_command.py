@@ -87,6 +87,84 @@ def test_unwrap_refuses_a_terminal_before_touching_the_pin(tmp_path):
     assert "refusing to write a clear key to a terminal" in err
 
 
+def test_help_names_the_command_and_says_what_each_option_is():
+    text = " ".join(cmd.command_parser().format_help().split())  # argparse wraps lines
+    assert text.startswith("usage: keywrap [-h] ")
+    assert "Wrap a key read on stdin under the token's AES key, or unwrap one; the result goes to stdout." in text
+    assert "what the key belongs to (for example a storage tier); unwrap needs the same context" in text
+    assert "AES key in the token (wrap); unwrap checks the wrapped key names it" in text
+    assert cmd.command_parser().parse_args(["wrap", "--context", "c"]).module_path == "/usr/lib/softhsm/libsofthsm2.so"
+
+
+def test_the_terminal_refusal_whole(tmp_path):
+    rc, _out, err = call(["unwrap", "--context", "c", "--token-label", "t", "--pin-file", str(tmp_path / "none")],
+                         data=b"{}", tty=True)
+    assert (rc, err) == (1, "keywrap: refusing to write a clear key to a terminal; pipe it into the program "
+                            "that needs it\n")
+
+
+def test_without_python_pkcs11_it_says_for_which_interpreter(monkeypatch):
+    monkeypatch.setattr(cmd, "HAS_PKCS11", False)
+    rc, out, err = call(["wrap", "--context", "c", "--token-label", "t", "--pin-file", "/x", "--key-label", "k"], KEY)
+    assert (rc, out, err) == (1, b"", "keywrap: python-pkcs11 is not installed for %s\n" % sys.executable)
+
+
+class FakeToken:
+    """Stands in for the token where the wrap logic itself is replaced (see fake_wrap)."""
+
+    def __init__(self, module_path, token_label, pin):
+        assert (module_path, token_label, pin) == ("/lib/p11.so", "t", "pin-from-file")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.fixture
+def fake_wrap(monkeypatch):
+    """wrap/unwrap replaced by a reversible stand-in, the PIN file by a fixed PIN: the command's own
+    flow (limits, the read-back check, default streams) without a token."""
+    monkeypatch.setattr(cmd, "HAS_PKCS11", True)
+    monkeypatch.setattr(cmd, "read_pin_file", lambda path: "pin-from-file")
+    monkeypatch.setattr(cmd, "wrap", lambda token, label, context, plaintext: b"W:" + plaintext)
+    monkeypatch.setattr(cmd, "unwrap", lambda token, blob, context: blob[2:])
+    monkeypatch.setattr(cmd, "parse_blob", lambda blob: ({"key_label": "k"}, None))
+    return ["--context", "c", "--token-label", "t", "--pin-file", "/x", "--key-label", "k", "--module-path", "/lib/p11.so"]
+
+
+def fake_call(argv, data):
+    out, err = FakeOut(), io.StringIO()
+    rc = cmd.command_main(argv, stdin=io.BytesIO(data), stdout=out, stderr=err, token_factory=FakeToken)
+    return rc, out.getvalue(), err.getvalue()
+
+
+@pytest.mark.parametrize("size", [cmd.MIN_KEY_BYTES, cmd.MAX_KEY_BYTES])
+def test_keys_at_both_bounds_are_wrapped(fake_wrap, size):
+    assert fake_call(["wrap"] + fake_wrap, b"k" * size) == (0, b"W:" + b"k" * size, "")
+
+
+def test_a_wrapped_key_at_the_limit_is_read_and_one_byte_more_is_refused(fake_wrap):
+    blob = b"W:" + b"b" * (w.MAX_BLOB_BYTES - 2)
+    assert fake_call(["unwrap"] + fake_wrap, blob) == (0, b"b" * (w.MAX_BLOB_BYTES - 2), "")
+    assert fake_call(["unwrap"] + fake_wrap, blob + b"b") == (
+        1, b"", "keywrap: the wrapped key on stdin is longer than %d bytes\n" % w.MAX_BLOB_BYTES)
+
+
+def test_nothing_leaves_when_the_wrapped_key_does_not_read_back(fake_wrap, monkeypatch):
+    monkeypatch.setattr(cmd, "unwrap", lambda token, blob, context: b"something else")
+    assert fake_call(["wrap"] + fake_wrap, KEY) == (1, b"", "keywrap: the wrapped key does not unwrap to the key read\n")
+
+
+def test_the_process_streams_are_the_default(fake_wrap, monkeypatch):
+    stdin, stdout = io.TextIOWrapper(io.BytesIO(KEY)), io.TextIOWrapper(FakeOut())
+    monkeypatch.setattr(sys, "stdin", stdin)
+    monkeypatch.setattr(sys, "stdout", stdout)
+    assert cmd.command_main(["wrap"] + fake_wrap, token_factory=FakeToken) == 0
+    assert stdout.buffer.getvalue() == b"W:" + KEY
+
+
 # -- against SoftHSM2 -----------------------------------------------------------------------------
 
 @pytest.fixture

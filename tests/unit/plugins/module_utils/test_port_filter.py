@@ -26,7 +26,7 @@ def test_a_host_part_in_a_network_is_masked():
 @pytest.mark.parametrize("entry, message", [
     ("mon-1", r"'mon-1' is not an IP address or network \(CIDR\); name hosts by address"),
     ("10.0.0.300", "is not an IP address"),
-    ("0.0.0.0/0", "admits every address"),
+    ("0.0.0.0/0", r"'0.0.0.0/0' admits every address; list the clients' addresses or networks$"),
     ("::/0", "admits every address"),
 ])
 def test_bad_clients_name_the_variable(entry, message):
@@ -39,7 +39,7 @@ def test_the_narrowest_wide_network_is_allowed():
 
 
 def test_clients_must_be_a_list():
-    with pytest.raises(PortFilterError, match="^v: must be a list"):
+    with pytest.raises(PortFilterError, match=r"^v: must be a list of addresses or networks \(CIDR\), not '10.0.0.5'$"):
         plain("v", "10.0.0.5", [9100])
 
 

@@ -129,3 +129,54 @@ def test_the_filter_returns_the_plan_and_names_itself_in_errors():
     assert scrape_plan(HOSTS, GROUPS) == scrape_jobs(HOSTS, GROUPS)
     with pytest.raises(AnsibleFilterError, match="^scrape_plan: host zz of the node targets"):
         scrape_plan(HOSTS, {"node": ["zz"]})
+
+
+# The messages whole: an operator reads them to find the variable and the host.
+def test_loopback_message():
+    with pytest.raises(ScrapePlanError) as caught:
+        check_target("127.0.0.1:9145", "a2: gateway_metrics_target (from gateway_metrics_listen)")
+    assert str(caught.value) == ("a2: gateway_metrics_target (from gateway_metrics_listen): '127.0.0.1:9145' listens "
+                                 "on loopback only, which Prometheus on another host cannot reach")
+
+
+def test_label_and_host_messages():
+    with pytest.raises(ScrapePlanError) as caught:
+        scrape_jobs([{"name": None}], {})
+    assert str(caught.value) == "host name: None is not a label value of letters, digits and _.:/-"
+    with pytest.raises(ScrapePlanError) as caught:
+        scrape_jobs(HOSTS[:1] * 2, {})
+    assert str(caught.value) == "host a1 is listed twice"
+    with pytest.raises(ScrapePlanError) as caught:
+        scrape_jobs([host("a1", node="10.0.1.11:9100", inference=[engine("main", "10.0.1.11:8000", engine="v llm")])],
+                    {"inference": ["a1"]})
+    assert str(caught.value) == "a1: inference engine: 'v llm' is not a label value of letters, digits and _.:/-"
+
+
+def test_unknown_fact_message():
+    with pytest.raises(ScrapePlanError) as caught:
+        scrape_jobs([host("a2", node=None)], {"node": ["a2"]})
+    assert str(caught.value) == (
+        "a2: node_exporter_target is unknown: its read-only preflight did not run in this play (left out by "
+        "--limit?); run with every monitored host, or without --limit")
+
+
+@pytest.mark.parametrize("hosts, groups, message", [
+    ([host("a1", node="10.0.1.11:8000", inference=[engine("main", "10.0.1.11:8000")])], {"node": ["a1"], "inference": ["a1"]},
+     "a1: inference_metrics_targets[main] (from inference_listen_address, inference_instances): 10.0.1.11:8000 is "
+     "also a1: node_exporter_target (from node_exporter_listen)"),
+    ([host("a1", inference=[engine("main", "10.0.1.11")])], {"inference": ["a1"]},
+     "a1: inference_metrics_targets[main] (from inference_listen_address, inference_instances): '10.0.1.11' is not "
+     "host:port (a port from 1 to 65535)"),
+])
+def test_target_messages_name_the_fact_and_where_it_comes_from(hosts, groups, message):
+    with pytest.raises(ScrapePlanError) as caught:
+        scrape_jobs(hosts, groups)
+    assert str(caught.value) == message
+
+
+def test_no_site_and_no_engine_give_empty_labels():
+    jobs = jobs_by_name([host("a1", site=None, node="10.0.1.11:9100",
+                              inference=[{"instance": "main", "target": "10.0.1.11:8000"}])],
+                        {"node": ["a1"], "inference": ["a1"]})
+    assert jobs["node"][0]["labels"] == {"host": "a1", "instance": "a1", "site": ""}
+    assert jobs["inference"][0]["labels"] == {"host": "a1", "instance": "a1/main", "runtime": "", "site": ""}

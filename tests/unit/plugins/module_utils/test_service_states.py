@@ -52,9 +52,10 @@ def test_merge_does_not_change_its_input():
     assert units == before
 
 
-def test_description_words_are_not_read_as_states():
+@pytest.mark.parametrize("description", ["failed over engines", "Restarts failed engines"])
+def test_description_words_are_not_read_as_states(description):
     # service_facts reads every column but the last: a description word "failed" made it failed.
-    line = "deepseek-inference-r1.service loaded active running Restarts failed engines\n"
+    line = "deepseek-inference-r1.service loaded active running %s\n" % description
     assert parse_units(line)["deepseek-inference-r1.service"]["status"] == "active"
 
 
@@ -64,8 +65,18 @@ def test_short_and_foreign_lines_are_skipped():
     assert merge_unit_files({}, "foo.timer enabled enabled\nbar.service\n") == {}
 
 
+def test_lines_after_a_skipped_one_are_read():
+    assert list(parse_units("foo.socket loaded active listening x\na.service loaded active running x\n")) == ["a.service"]
+    assert list(merge_unit_files({}, "foo.timer enabled enabled\na.service enabled enabled\n")) == ["a.service"]
+
+
 def test_four_columns_are_enough():
     assert parse_units("a.service loaded active running")["a.service"]["state"] == "running"
+
+
+def test_unit_files_without_the_preset_column():
+    # systemd before 245 prints UNIT FILE and STATE only.
+    assert merge_unit_files({}, "a.service masked\n")["a.service"]["status"] == "masked"
 
 
 LIVE = """deepseek-inference-r1.service loaded active running DeepSeek inference r1

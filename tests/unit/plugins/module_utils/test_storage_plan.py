@@ -152,3 +152,25 @@ def test_filter_names_the_problem():
         storage_plan([tier(raid_level="3")], {}, [], root=ROOT)
     with pytest.raises(AnsibleFilterError, match="root is required"):
         storage_plan([tier()], {}, [])
+
+
+def test_lvm_stripes_over_every_device_whatever_raid_level_says():
+    assert data_disks("lvm", "5", 3) == 3 and data_disks("lvm", "1", 2) == 2
+    p = plan(tier(method="lvm", raid_level="6"), 3)
+    assert (p["su_kib"], p["sw"]) == (512, 3)
+
+
+def test_refusals_say_what_is_allowed():
+    with pytest.raises(StoragePlanError) as caught:
+        data_disks("mdadm", "7", 2)
+    assert str(caught.value) == "raid_level 7 is not one of 0, 1, 10, 5, 6"
+    with pytest.raises(StoragePlanError) as caught:
+        devices_needed(tier(raid_level="7"))
+    assert str(caught.value) == "tier hot: raid_level 7 is not one of 0, 1, 10, 5, 6"
+    with pytest.raises(StoragePlanError) as caught:
+        plan(tier(method="zfs"), 2)
+    assert str(caught.value) == "tier hot: method zfs is not one of mdadm, lvm, single"
+
+
+def test_only_slashes_are_trimmed_from_the_root():
+    assert plan(tier(name="cold"), 0, root="/srv/X/")["mountpoint"] == "/srv/X/cold"

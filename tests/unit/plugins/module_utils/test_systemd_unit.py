@@ -3,6 +3,7 @@ import shlex
 
 import pytest
 
+from ansible_collections.onprem.deepseek.plugins.module_utils import _systemd_unit as su
 from ansible_collections.onprem.deepseek.plugins.module_utils._systemd_unit import (
     UnitValueError,
     environment_assignment,
@@ -70,3 +71,27 @@ def test_memory_size_accepts_systemd_sizes(value):
 def test_memory_size_refuses_everything_else(value):
     with pytest.raises(UnitValueError, match="inference_memory_max"):
         memory_size(value, "inference_memory_max")
+
+
+# Each refusal whole, with the default name of what was refused when the caller gives none.
+@pytest.mark.parametrize("call, message", [
+    (lambda: su.escape_specifiers(None), "value: None is not a string or number"),
+    (lambda: su.exec_word(None), "command-line word: None is not a string or number"),
+    (lambda: su.exec_line(["bin/vllm"]), "command line: the program must be an absolute path, not ['bin/vllm']"),
+    (lambda: su.exec_line([]), "command line: the program must be an absolute path, not []"),
+    (lambda: su.exec_line(["/usr/bin/vllm", "a\nb"]), "command line: 'a\\nb' holds a newline or another control character"),
+    (lambda: su.environment_assignment("1X", "v"), "environment: '1X' is not a variable name ([A-Za-z_][A-Za-z0-9_]*)"),
+    (lambda: su.environment_assignment("X", None), "environment: the value of X: None is not a string or number"),
+    (lambda: su.memory_size("6Q"), "size: '6Q' is not a systemd size (bytes with an optional K, M, G, T, P or E "
+                                   "suffix, a percentage up to 100%, or infinity)"),
+])
+def test_refusals_whole(call, message):
+    with pytest.raises(su.UnitValueError) as caught:
+        call()
+    assert str(caught.value) == message
+
+
+def test_a_path_program_names_only_the_first_word():
+    with pytest.raises(su.UnitValueError) as caught:
+        su.exec_line(["vllm", "serve"], "inference_engine_command")
+    assert str(caught.value).endswith("not ['vllm']")
