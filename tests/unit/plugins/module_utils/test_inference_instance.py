@@ -36,9 +36,11 @@ def test_environ_value_replaces_bytes_that_are_not_utf8():
 
 
 def test_read_environ_reads_the_environment_a_process_started_with():
-    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE,
+    child = subprocess.Popen([sys.executable, "-c", "import sys; print('up', flush=True); sys.stdin.read()"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              env={"DEEPSEEK_INFERENCE_DEPLOYED": "abc123"})
     try:
+        assert child.stdout.readline() == b"up\n"  # past exec: its environment is the new one
         assert environ_value(instance.read_environ(child.pid), "DEEPSEEK_INFERENCE_DEPLOYED") == "abc123"
     finally:
         child.communicate(b"", timeout=10)
