@@ -214,3 +214,39 @@ def test_http_status_on_loopback_ignores_proxies(monkeypatch):
     finally:
         thread.join(10)
         server.server_close()
+
+
+def test_http_status_passes_its_timeout_five_seconds_by_default():
+    seen = []
+
+    class Answer:
+        status = 204
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    class Opener:
+        def open(self, url, timeout=None):
+            seen.append((url, timeout))
+            return Answer()
+
+    assert instance.http_status("http://10.0.1.11:8000/health", opener=Opener()) == 204
+    assert instance.http_status("http://10.0.1.11:8000/health", timeout=1, opener=Opener()) == 204
+    assert seen == [("http://10.0.1.11:8000/health", 5), ("http://10.0.1.11:8000/health", 1)]
+
+
+def test_the_wait_polls_every_two_seconds_by_default():
+    clock = Clock()
+    slept = []
+
+    def sleep(seconds):
+        slept.append(seconds)
+        clock.sleep(seconds)
+
+    answers = [503, 200]
+    result = wait_ready(UNIT, URL, 10, props=lambda unit: RUNNING, status=lambda url: answers.pop(0), clock=clock,
+                        sleep=sleep)
+    assert result["ready"] is True and slept == [2.0]

@@ -56,6 +56,10 @@ def test_read_at_an_offset_counts_from_there():
         der._der_read(data, 5)
 
 
+def test_a_long_form_length_that_ends_the_data_is_read():
+    assert der._der_read(b"\x04\x81\x00") == (0x04, b"", 3)
+
+
 def test_four_length_bytes_are_read():
     data = b"\x04\x84\x00\x00\x00\x03abc"
     assert der._der_read(data) == (0x04, b"abc", 9)

@@ -90,9 +90,10 @@ def test_unwrap_refuses_a_terminal_before_touching_the_pin(tmp_path):
 def test_help_names_the_command_and_says_what_each_option_is():
     text = " ".join(cmd.command_parser().format_help().split())  # argparse wraps lines
     assert text.startswith("usage: keywrap [-h] ")
-    assert "Wrap a key read on stdin under the token's AES key, or unwrap one; the result goes to stdout." in text
-    assert "what the key belongs to (for example a storage tier); unwrap needs the same context" in text
-    assert "AES key in the token (wrap); unwrap checks the wrapped key names it" in text
+    for words in ("Wrap a key read on stdin under the token's AES key, or unwrap one; the result goes to stdout.",
+                  "what the key belongs to (for example a storage tier); unwrap needs the same context",
+                  "AES key in the token (wrap); unwrap checks the wrapped key names it"):
+        assert " %s " % words in text
     assert cmd.command_parser().parse_args(["wrap", "--context", "c"]).module_path == "/usr/lib/softhsm/libsofthsm2.so"
 
 
@@ -155,6 +156,26 @@ def test_a_wrapped_key_at_the_limit_is_read_and_one_byte_more_is_refused(fake_wr
 def test_nothing_leaves_when_the_wrapped_key_does_not_read_back(fake_wrap, monkeypatch):
     monkeypatch.setattr(cmd, "unwrap", lambda token, blob, context: b"something else")
     assert fake_call(["wrap"] + fake_wrap, KEY) == (1, b"", "keywrap: the wrapped key does not unwrap to the key read\n")
+
+
+def test_stdin_is_read_up_to_one_byte_past_the_limit_only(fake_wrap):
+    class Stream(io.BytesIO):
+        asked = []
+
+        def read(self, size=-1):
+            self.asked.append(size)
+            return super().read(size)
+
+    out, err = FakeOut(), io.StringIO()
+    assert cmd.command_main(["wrap"] + fake_wrap, stdin=Stream(KEY), stdout=out, stderr=err, token_factory=FakeToken) == 0
+    assert Stream.asked == [cmd.MAX_KEY_BYTES + 1]
+
+
+def test_errors_go_to_the_process_stderr_by_default(monkeypatch):
+    stderr = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    assert cmd.command_main(["seal", "--context", "c"], stdin=io.BytesIO(), stdout=FakeOut()) == 2
+    assert stderr.getvalue().startswith("keywrap: usage: argument action: invalid choice")
 
 
 def test_the_process_streams_are_the_default(fake_wrap, monkeypatch):

@@ -77,6 +77,7 @@ def test_memory_size_refuses_everything_else(value):
 @pytest.mark.parametrize("call, message", [
     (lambda: su.escape_specifiers(None), "value: None is not a string or number"),
     (lambda: su.exec_word(None), "command-line word: None is not a string or number"),
+    (lambda: su.exec_word(["a"]), "command-line word: 'list' is not a string or number"),
     (lambda: su.exec_line(["bin/vllm"]), "command line: the program must be an absolute path, not ['bin/vllm']"),
     (lambda: su.exec_line([]), "command line: the program must be an absolute path, not []"),
     (lambda: su.exec_line(["/usr/bin/vllm", "a\nb"]), "command line: 'a\\nb' holds a newline or another control character"),
