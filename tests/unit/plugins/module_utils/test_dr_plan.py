@@ -342,3 +342,50 @@ def test_documentation_names_every_option_of_the_filters():
     for name in plugin.FilterModule().filters():
         assert "C(%s" % name in " ".join(doc["description"]), name
     yaml.safe_load(plugin.EXAMPLES)
+
+
+# Refusals whole, and defaults, where a mutation of the message or the default went unnoticed.
+def test_force_is_off_by_default():
+    facts = sites(b={"policy_hash": "p2"})
+    assert precheck("site_a", "site_b", facts)["ok"] is False
+    assert precheck("site_a", "site_b", facts)["refusals"] == precheck("site_a", "site_b", facts, force=False)["refusals"]
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: precheck("site_a", "site_b", sites(a={"gpu": 1, "rack": 2})),
+     "facts.site_a: unknown facts gpu, rack (known: "),
+    (lambda: weights("site_a", ["site_a", "site_b"], {"site_a": {"e": True}, "site_b": {"e": True}}, pools=[]),
+     "pools: must be a dict of site names to gateway_upstreams names, not []"),
+    (lambda: weights("site_a", ["site_a", "site_b"], {"site_a": {"e": True}, "site_b": {"e": True}},
+                     pools={"site_a": 5, "site_b": "b"}),
+     "pools.site_a: must name the site's pool in gateway_upstreams, not 5"),
+    (lambda: weights("site_a", ["site_a", "site_b"], {"site_a": {"e": True}, "site_b": {"e": True}},
+                     pools={"site_a": "a", "site_b": "b", "site_c": "c", "site_d": "d"}),
+     "pools: unknown sites site_c, site_d (known: site_a, site_b)"),
+    (lambda: weights("site_a", ["site_a", "site_b"], []),
+     "health: must be a dict of sites to {engine: true or false}, not []"),
+    (lambda: weights("site_a", ["site_a", "site_b"], {"site_a": {}, "site_b": {}, 1: {}, "zz": {}}),
+     "health: unknown sites 1, zz (known: site_a, site_b)"),
+    (lambda: weights("", ["site_a", "site_b"], {}), "primary: '' is not a site name (a non-empty string)"),
+    (lambda: cutover_steps("site_a", ""), "new_primary: '' is not a site name (a non-empty string)"),
+])
+def test_refusals_whole(call, message):
+    with pytest.raises(DrPlanError) as caught:
+        call()
+    assert str(caught.value).startswith(message)
+    if not message.endswith("(known: "):
+        assert str(caught.value) == message
+
+
+def test_a_degraded_plan_keeps_the_primary_it_was_asked_for():
+    for down in ("site_a", "site_b"):
+        health = {"site_a": {"e": True}, "site_b": {"e": True}}
+        health[down] = {"e": False}
+        assert weights("site_a", ["site_a", "site_b"], health)["primary"] == "site_a"
+
+
+def test_engines_of_the_wrong_shape_are_refused_whole():
+    with pytest.raises(DrPlanError) as caught:
+        compare_sites(sites(a={"engines": ["e1"]}))
+    assert str(caught.value) == ("facts.site_a.engines: must be a dict of engine names to true or false (answered an "
+                                 "authenticated completion), not ['e1']")

@@ -272,3 +272,73 @@ def test_unknown_history_attributes_are_not_problems():
 
 def test_extractable_key_asked_for_and_unknown_is_accepted():
     assert p11.key_problems(facts(attributes={"extractable": None}), spec(key_type="ec", extractable=True)) == []
+
+
+@pytest.mark.parametrize("key_type, curve, bits, text", [
+    ("ec", "secp384r1", None, "EC secp384r1"),
+    ("ec", None, None, "EC unknown curve"),
+    ("rsa", None, 3072, "RSA-3072"),
+    ("aes", None, 256, "AES-256"),
+    ("aes", None, None, "AES-unknown size"),
+    ("generic_secret", None, 256, "generic_secret"),
+    ("", None, None, "unknown type"),
+    (None, None, None, "unknown type"),
+])
+def test_describe_size(key_type, curve, bits, text):
+    assert p11.describe_size(key_type, curve, bits) == text
+
+
+def test_a_key_of_another_type_is_described_with_its_size():
+    problems = p11.key_problems(facts(type="rsa", curve=None, bits=2048), spec(key_type="ec"))
+    assert problems == ["it is an RSA-2048 key, not EC"]
+
+
+def test_unknown_curve_and_several_problems_are_all_named():
+    with pytest.raises(Pkcs11KeyError) as exc:
+        p11.plan(facts(curve=None, attributes={"sensitive": False}), spec(key_type="ec", curve="secp384r1"),
+                 "present", False)
+    assert "does not match the request: it is on curve unknown, not secp384r1; it is not sensitive " in str(exc.value)
+
+
+def test_an_id_of_exactly_64_bytes_is_allowed():
+    assert p11.parse_key_id("ab" * 64) == b"\xab" * 64
+
+
+@pytest.mark.parametrize("text", [None, 10, b"0a"])
+def test_an_id_that_is_not_text_is_refused(text):
+    with pytest.raises(Pkcs11KeyError, match="is not hex bytes"):
+        p11.parse_key_id(text)
+
+
+AES = dict(type="aes", curve=None, bits=256, objects=["secret"], usage=["encrypt", "decrypt", "wrap", "unwrap"])
+
+
+@pytest.mark.parametrize("existing, params, problems", [
+    (facts(**dict(AES, bits=128)), {"key_type": "aes"}, ["it has 128 bits, not 256"]),
+    (facts(**dict(AES, bits=None)), {"key_type": "aes"}, ["it has an unknown number of bits, not 256"]),
+    (facts(id=""), {"key_type": "ec", "id": "0a"}, ["its id is empty, not 0a"]),
+    # An AES key is one object: its usage is always compared, whatever objects were listed.
+    (facts(**dict(AES, usage=["encrypt", "decrypt"])), {"key_type": "aes", "usage": ["wrap", "unwrap"]},
+     ["its usage is [encrypt, decrypt], not [wrap, unwrap]"]),
+    # No objects listed for an EC key: no usage can be seen, so none is held against it.
+    ({k: v for k, v in facts(usage=["sign"]).items() if k != "objects"}, {"key_type": "ec", "usage": ["sign", "verify"]},
+     []),
+])
+def test_key_problems_more(existing, params, problems):
+    assert p11.key_problems(existing, spec(**params)) == problems
+
+
+@pytest.mark.parametrize("existing, params, message", [
+    (facts(id=""), {"state": "absent", "key_type": "ec", "id": "0a"},
+     "key 'gateway-tls' has id (empty), not 0a; refusing to delete it"),
+    (facts(id="0b"), {"state": "absent", "key_type": "ec", "id": "0a"},
+     "key 'gateway-tls' has id 0b, not 0a; refusing to delete it"),
+])
+def test_plan_refuses_to_delete_another_key(existing, params, message):
+    with pytest.raises(Pkcs11KeyError) as exc:
+        p11.plan(existing, spec(**params), "absent", True)
+    assert str(exc.value) == message
+
+
+def test_plan_deletes_a_key_of_another_id_when_no_id_is_asked():
+    assert p11.plan(facts(id="0b"), spec(state="absent", key_type="ec"), "absent", True) == "delete"
