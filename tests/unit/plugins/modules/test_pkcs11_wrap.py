@@ -66,6 +66,63 @@ def test_key_bytes_bounds(count):
         w.check_key_bytes(count)
 
 
+def test_the_blob_is_written_in_one_canonical_layout():
+    blob = w.build_blob(w.header("k", "01", "c"), b"\x00" * 12, b"\x00" * 32)
+    assert blob == (b'{\n "ciphertext": "' + base64.b64encode(b"\x00" * 32) + b'",\n "context": "c",\n'
+                    b' "format": "onprem.deepseek/wrapped-key",\n "key_id": "01",\n "key_label": "k",\n'
+                    b' "mechanism": "AES-GCM",\n "nonce": "AAAAAAAAAAAAAAAA",\n "tag_bits": 128,\n "version": 1\n}\n')
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d.update(format="other"), "wrapped key: format is not onprem.deepseek/wrapped-key"),
+    (lambda d: d.update(version=2), "wrapped key: version 2 is not supported (this module reads 1)"),
+    (lambda d: d.update(mechanism="AES-CBC"), "wrapped key: mechanism 'AES-CBC'/128 is not AES-GCM/128"),
+    (lambda d: d.update(tag_bits=96), "wrapped key: mechanism 'AES-GCM'/96 is not AES-GCM/128"),
+    (lambda d: d.update(key_id=1), "wrapped key: key_id is missing or not text"),
+    (lambda d: d.update(nonce="@@"), "wrapped key: nonce is not base64"),
+    (lambda d: d.update(nonce=None), "wrapped key: nonce is not base64"),
+    (lambda d: d.update(nonce=base64.b64encode(b"x" * 13).decode()), "wrapped key: nonce is 13 bytes, not 12"),
+    (lambda d: d.update(ciphertext=base64.b64encode(b"x" * 31).decode()), "wrapped key: ciphertext is too short"),
+])
+def test_parse_blob_refusals_whole(mutate, message):
+    doc = json.loads(w.build_blob(w.header("k", "01", "c"), b"\x00" * 12, b"\x00" * 80))
+    mutate(doc)
+    with pytest.raises(w.WrapError) as caught:
+        w.parse_blob(json.dumps(doc).encode())
+    assert str(caught.value) == message
+
+
+def test_parse_blob_limits_and_whole_messages():
+    # The shortest ciphertext: a 16-byte key and the 16-byte tag.
+    assert w.parse_blob(w.build_blob(w.header("k", "01", "c"), b"\x00" * 12, b"\x00" * 32))[2] == b"\x00" * 32
+    blob = w.build_blob(w.header("k", "01", "c"), b"\x00" * 12, b"\x00" * 32)
+    padded = blob + b" " * (w.MAX_BLOB_BYTES - len(blob))  # JSON allows trailing whitespace
+    assert len(padded) == w.MAX_BLOB_BYTES and w.parse_blob(padded)[0]["key_label"] == "k"
+    with pytest.raises(w.WrapError) as caught:
+        w.parse_blob(padded + b" ")
+    assert str(caught.value) == "wrapped key: 8193 bytes is too large for a wrapped key"
+    with pytest.raises(w.WrapError) as caught:
+        w.parse_blob(b"[]")
+    assert str(caught.value) == "wrapped key: format is not onprem.deepseek/wrapped-key"
+    with pytest.raises(w.WrapError) as caught:
+        w.parse_blob(b"{")
+    assert str(caught.value) == "wrapped key: not a JSON document"
+    with pytest.raises(w.WrapError) as caught:
+        w.build_blob(w.header("k", "01", "c"), b"\x00" * 11, b"\x00" * 32)
+    assert str(caught.value) == "nonce must be 12 bytes, not 11"
+
+
+@pytest.mark.parametrize("count", [16, 512])
+def test_key_bytes_at_the_bounds(count):
+    assert w.check_key_bytes(count) is None
+
+
+def test_key_bytes_message():
+    with pytest.raises(w.WrapError) as caught:
+        w.check_key_bytes(15)
+    assert str(caught.value) == "key_bytes must be between 16 and 512, got 15"
+
+
 def test_write_private_sets_mode_before_content(tmp_path):
     target = tmp_path / "k"
     w.write_private(str(target), b"abc", 0o400)
@@ -206,3 +263,38 @@ def test_pin_file_and_unwrap_needs_dest(token, monkeypatch, capsys):
     assert rc == 0 and res["created"], res
     rc, res = run_main(monkeypatch, capsys, {"path": str(token / "v"), "state": "unwrapped"})
     assert rc == 1 and "dest" in res["msg"]
+
+
+def test_write_private_default_mode_and_its_temporary_file(tmp_path, monkeypatch):
+    made = []
+    real_mkstemp = w.tempfile.mkstemp
+
+    def mkstemp(**kwargs):
+        made.append(kwargs)
+        return real_mkstemp(**kwargs)
+
+    monkeypatch.setattr(w.tempfile, "mkstemp", mkstemp)
+    w.write_private(str(tmp_path / "k"), b"abc")
+    assert stat.S_IMODE((tmp_path / "k").stat().st_mode) == 0o600
+    assert made == [{"dir": str(tmp_path), "prefix": ".pkcs11-wrap-"}]
+
+
+def test_write_private_removes_its_temporary_file_when_the_rename_fails(tmp_path):
+    (tmp_path / "k").mkdir()   # a directory where the file should go: rename fails
+    with pytest.raises(OSError):
+        w.write_private(str(tmp_path / "k"), b"abc")
+    assert [p.name for p in tmp_path.iterdir()] == ["k"]
+
+
+def test_write_private_and_read_file_messages(tmp_path):
+    with pytest.raises(w.WrapError) as caught:
+        w.write_private(str(tmp_path / "none" / "k"), b"abc")
+    assert str(caught.value) == "directory %s does not exist" % (tmp_path / "none")
+    with pytest.raises(w.WrapError) as caught:
+        w.read_file(str(tmp_path / "none"))
+    assert str(caught.value) == "cannot read %s: No such file or directory" % (tmp_path / "none")
+
+
+def test_read_file_reads_one_byte_past_the_blob_limit(tmp_path):
+    (tmp_path / "big").write_bytes(b"x" * (w.MAX_BLOB_BYTES + 10))
+    assert len(w.read_file(str(tmp_path / "big"))) == w.MAX_BLOB_BYTES + 1
