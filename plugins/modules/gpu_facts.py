@@ -22,15 +22,10 @@ description:
 author:
   - onprem.deepseek contributors (!UNKNOWN)
 extends_documentation_fragment:
+  - onprem.deepseek.attributes
+  - onprem.deepseek.attributes.read_only
   - onprem.deepseek.nvidia_smi
 attributes:
-  check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
-    support: full
-    details: The module only reads; it behaves the same in check mode.
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: none
   facts:
     description: Action returns an C(ansible_facts) dictionary that will update existing host facts.
     support: full

@@ -21,6 +21,8 @@ description:
 author:
   - onprem.deepseek contributors (!UNKNOWN)
 extends_documentation_fragment:
+  - onprem.deepseek.attributes
+  - onprem.deepseek.attributes.read_only
   - onprem.deepseek.nvidia_smi
 options:
   expected_count:
@@ -79,14 +81,6 @@ options:
       - When V(false), the task succeeds and RV(ready) tells the result.
     type: bool
     default: true
-attributes:
-  check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
-    support: full
-    details: The module only reads; it behaves the same in check mode.
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: none
 notes:
   - PCIe policy. A link width below the maximum always fails (unless O(allow_degraded_pcie)). A link generation
     below the maximum fails only while the GPU is busy (utilization above 0% or performance state P0), because idle

@@ -49,14 +49,9 @@ options:
     type: int
     default: 2
 extends_documentation_fragment:
+  - onprem.deepseek.attributes.read_only
   - ansible.builtin.action_common_attributes
 attributes:
-  check_mode:
-    support: full
-    details:
-      - Read-only, so it runs in check mode exactly as in a normal run.
-  diff_mode:
-    support: none
   platform:
     support: full
     platforms: posix

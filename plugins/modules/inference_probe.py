@@ -92,14 +92,9 @@ options:
     description: PEM bundle of the site CA for HTTPS endpoints.
     type: path
 extends_documentation_fragment:
+  - onprem.deepseek.attributes.read_only
   - ansible.builtin.action_common_attributes
 attributes:
-  check_mode:
-    support: full
-    details:
-      - The probe is read-only, so it runs in check mode exactly as in a normal run.
-  diff_mode:
-    support: none
   platform:
     support: full
     platforms: posix

@@ -17,6 +17,9 @@ description:
   - Unlike M(ansible.builtin.service_facts) it does not run every SysV script's status nor one
     C(systemctl show) per unit file, which takes minutes on a slow host. SysV-only scripts are not listed.
   - Returns a result to register, not facts, so it never replaces C(ansible_facts.services).
+extends_documentation_fragment:
+  - onprem.deepseek.attributes
+  - onprem.deepseek.attributes.read_only
 author:
   - onprem.deepseek contributors (!UNKNOWN)
 options:
@@ -25,14 +28,6 @@ options:
       - A Python regular expression; only units whose name it finds (C(re.search)) are returned.
       - Without it every service unit is returned.
     type: str
-attributes:
-  check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
-    support: full
-    details: The module only reads; it behaves the same in check mode.
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: none
 notes:
   - Needs systemd as the host's init system; fails, saying so, without it.
 seealso:

@@ -90,13 +90,9 @@ options:
     elements: str
     default: [disk]
 extends_documentation_fragment:
+  - onprem.deepseek.attributes.read_only
   - ansible.builtin.action_common_attributes
 attributes:
-  check_mode:
-    support: full
-    details: The module never changes anything, so check mode returns the same result.
-  diff_mode:
-    support: none
   platform:
     support: full
     platforms: posix

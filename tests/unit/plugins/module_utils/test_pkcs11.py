@@ -310,15 +310,18 @@ def test_an_id_that_is_not_text_is_refused(text):
         p11.parse_key_id(text)
 
 
-AES = dict(type="aes", curve=None, bits=256, objects=["secret"], usage=["encrypt", "decrypt", "wrap", "unwrap"])
+def aes_facts(**over):
+    base = dict(type="aes", curve=None, bits=256, objects=["secret"], usage=["encrypt", "decrypt", "wrap", "unwrap"])
+    base.update(over)
+    return facts(**base)
 
 
 @pytest.mark.parametrize("existing, params, problems", [
-    (facts(**dict(AES, bits=128)), {"key_type": "aes"}, ["it has 128 bits, not 256"]),
-    (facts(**dict(AES, bits=None)), {"key_type": "aes"}, ["it has an unknown number of bits, not 256"]),
+    (aes_facts(bits=128), {"key_type": "aes"}, ["it has 128 bits, not 256"]),
+    (aes_facts(bits=None), {"key_type": "aes"}, ["it has an unknown number of bits, not 256"]),
     (facts(id=""), {"key_type": "ec", "id": "0a"}, ["its id is empty, not 0a"]),
     # An AES key is one object: its usage is always compared, whatever objects were listed.
-    (facts(**dict(AES, usage=["encrypt", "decrypt"])), {"key_type": "aes", "usage": ["wrap", "unwrap"]},
+    (aes_facts(usage=["encrypt", "decrypt"]), {"key_type": "aes", "usage": ["wrap", "unwrap"]},
      ["its usage is [encrypt, decrypt], not [wrap, unwrap]"]),
     # No objects listed for an EC key: no usage can be seen, so none is held against it.
     ({k: v for k, v in facts(usage=["sign"]).items() if k != "objects"}, {"key_type": "ec", "usage": ["sign", "verify"]},
