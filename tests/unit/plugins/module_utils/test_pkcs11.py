@@ -72,6 +72,11 @@ def test_spec_usage_is_ordered_and_deduplicated():
     ({}, "key_type is required with state=present"),
     ({"key_type": "ec", "label": "  "}, "label must not be empty"),
     ({"key_type": "ec", "id": "xyz"}, "id 'xyz' is not hex bytes (for example 0a1b2c or 0a:1b:2c)"),
+    ({"key_type": "dsa"}, "key_type must be one of ec, rsa, aes, got 'dsa'"),
+    ({"key_type": "aes", "aes_bits": 192}, "aes_bits must be one of 256, got 192"),
+    ({"key_type": "ec", "usage": ["sign", "seal", "mint"]},
+     "usage: unknown value(s) seal, mint; choose from sign, verify, encrypt, decrypt, wrap, unwrap, derive"),
+    ({"state": "absent", "curve": "secp256r1"}, "curve applies to key_type=ec only (key_type is not set)"),
 ])
 def test_spec_rejects(params, message):
     with pytest.raises(Pkcs11KeyError) as exc:
@@ -345,3 +350,29 @@ def test_plan_refuses_to_delete_another_key(existing, params, message):
 
 def test_plan_deletes_a_key_of_another_id_when_no_id_is_asked():
     assert p11.plan(facts(id="0b"), spec(state="absent", key_type="ec"), "absent", True) == "delete"
+
+
+def test_state_defaults_to_present_and_present_needs_a_type():
+    assert p11.build_spec({"label": "k", "key_type": "rsa"}).size_text() == "RSA-3072"
+    with pytest.raises(Pkcs11KeyError, match="^key_type is required with state=present$"):
+        p11.build_spec({"label": "k"})
+
+
+def test_planned_key_of_a_key_pair_whole():
+    assert p11.planned_key(spec(key_type="ec", id="0a0b"), "deepseek") == {
+        "label": "gateway-tls", "id": "0a0b", "type": "ec", "curve": "secp256r1", "bits": None,
+        "objects": ["private", "public"], "usage": ["sign", "verify"],
+        "uri": "pkcs11:token=deepseek;object=gateway-tls;id=%0A%0B;type=private",
+        "public_key_pem": None, "public_key_sha256": None,
+        "attributes": {"sensitive": True, "extractable": False, "never_extractable": True,
+                       "always_sensitive": True, "local": True},
+    }
+    rsa = p11.planned_key(spec(key_type="rsa", extractable=True), "deepseek")
+    assert (rsa["bits"], rsa["curve"], rsa["objects"]) == (3072, None, ["private", "public"])
+    assert rsa["attributes"]["extractable"] is True and rsa["attributes"]["never_extractable"] is False
+
+
+def test_delete_without_force_describes_the_key():
+    with pytest.raises(Pkcs11KeyError) as exc:
+        p11.plan(facts(type="rsa", curve=None, bits=4096, id=""), spec(state="absent"), "absent", False)
+    assert str(exc.value).startswith("key 'gateway-tls' (RSA-4096, id (empty)) exists; deleting a key")
