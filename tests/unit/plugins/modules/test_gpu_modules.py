@@ -156,5 +156,6 @@ def test_both_modules_document_nvidia_smi_path_through_the_fragment():
     assert fragment['nvidia_smi_path']['type'] == _gpu_facts.NVIDIA_SMI_ARGUMENT_SPEC['nvidia_smi_path']['type']
     for module in (gpu_facts, gpu_readiness):
         doc = yaml.safe_load(module.DOCUMENTATION)
-        assert doc['extends_documentation_fragment'] == ['onprem.deepseek.nvidia_smi']
+        assert doc['extends_documentation_fragment'] == [
+            'onprem.deepseek.attributes', 'onprem.deepseek.attributes.read_only', 'onprem.deepseek.nvidia_smi']
         assert 'nvidia_smi_path' not in (doc.get('options') or {})
