@@ -144,7 +144,9 @@ def _up(spec, state):
     for host in spec.hosts:
         # A guest under TCG answers SSH about 50 s after start on an idle machine.
         timeout = 420 if host.type == "vm" else 120
-        hostmod.wait_ssh(host, state.hosts[host.name]["pid"], timeout)
+        hdir = hostmod.host_dir(state.dir, host.name)
+        logs = [hdir / "qemu.out", hdir / "console.log"] if host.type == "vm" else [hdir / "console.log"]
+        hostmod.wait_ssh(host, state.hosts[host.name]["pid"], timeout, logs)
     write_ssh_files(spec, state)
     log(f"up: {len(spec.hosts)} host(s) answering SSH after {time.monotonic() - started:.0f}s")
 

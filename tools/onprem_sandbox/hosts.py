@@ -85,12 +85,30 @@ def ssh_ready(address):
         return False
 
 
-def wait_ssh(host, pid, timeout=120):
+def wait_ssh(host, pid, timeout=120, logs=()):
+    """Wait for the host's SSH banner. A failed `up` removes the host's directory, so the
+    error carries the end of its console logs."""
     def ready():
         if not run.alive(pid):
-            raise run.CommandError(f"host {host.name}: exited during boot (see its console.log)")
+            raise run.CommandError(f"host {host.name}: exited during boot{log_tails(logs)}")
         return ssh_ready(host.address)
-    wait_for(ready, timeout, f"SSH on {host.name} ({host.address})")
+    try:
+        wait_for(ready, timeout, f"SSH on {host.name} ({host.address})")
+    except run.CommandError as err:
+        if "timed out" in str(err):
+            raise run.CommandError(f"{err}{log_tails(logs)}") from None
+        raise
+
+
+def log_tails(paths, lines=15):
+    text = ""
+    for path in paths:
+        try:
+            tail = Path(path).read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            continue
+        text += f"\n--- last lines of {path}:\n" + "\n".join(tail)
+    return text
 
 
 def shutdown(pids):
