@@ -108,6 +108,12 @@ _value:
       description: Debian package versions to pin, per component.
       type: dict
       sample: {driver: "550.54.15-1", fabricmanager: "550.54.15-1", cuda: "12.4.1-1", tensorrt: "10.0.1.6-1+cuda12.4"}
+    rpm_versions:
+      description:
+        - The RPM C(VERSION) field the driver packages carry on RHEL, compared with C(rpm -q --qf %{VERSION}).
+        - The release (for example C(1.el9)) and the epoch are the repository's own.
+      type: dict
+      sample: {driver: "550.54.15"}
 """
 
 from ansible.errors import AnsibleFilterError

@@ -132,7 +132,7 @@ def evaluate_lock(lock):
 
     result = dict(driver=driver, driver_branch=None, fabricmanager=fabricmanager or driver,
                   fabricmanager_package=None, cuda=None, cuda_package=None, cuda_min_driver=None,
-                  cuda_compat=compat, tensorrt=tensorrt, tensorrt_cuda=None, deb_versions={})
+                  cuda_compat=compat, tensorrt=tensorrt, tensorrt_cuda=None, deb_versions={}, rpm_versions={})
 
     if compat not in COMPAT_MODES:
         problems.append('gpu_stack_versions.cuda_compat is %s; it must be one of %s'
@@ -153,6 +153,8 @@ def evaluate_lock(lock):
         result['fabricmanager_package'] = fabricmanager_package(branch)
         result['deb_versions']['driver'] = '%s-%s' % (driver, revision)
         result['deb_versions']['fabricmanager'] = '%s-%s' % (driver, revision)
+        # An RPM's VERSION field: its release (1.el9) and epoch are the repository's own.
+        result['rpm_versions']['driver'] = driver
 
     # Fabric Manager refuses to start unless its version is exactly the driver's.
     if fabricmanager is not None and driver is not None and fabricmanager != driver:

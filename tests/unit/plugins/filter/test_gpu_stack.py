@@ -51,6 +51,8 @@ def test_derived_values_580_unsuffixed_fabricmanager():
     assert result['fabricmanager_package'] == 'nvidia-fabricmanager'
     assert result['cuda_package'] == 'cuda-toolkit-13-0'
     assert result['deb_versions']['driver'] == '580.95.05-0ubuntu1'
+    # The Debian revision is not part of an RPM's VERSION.
+    assert result['rpm_versions'] == {'driver': '580.95.05'}
 
 
 def test_cuda_needing_newer_driver_names_both_versions():
@@ -191,6 +193,7 @@ def test_every_derived_value_of_a_full_lock():
         'tensorrt': '10.0.1.6-1+cuda12.4', 'tensorrt_cuda': '12.4',
         'deb_versions': {'driver': '550.54.15-1', 'fabricmanager': '550.54.15-1', 'cuda': '12.4.1-1',
                          'tensorrt': '10.0.1.6-1+cuda12.4'},
+        'rpm_versions': {'driver': '550.54.15'},
         'problems': [], 'valid': True,
     }
 
@@ -206,8 +209,8 @@ def test_malformed_values_are_each_named_and_derive_nothing():
         'gpu_stack_versions.driver abc is not a driver version such as 550.54.15',
         'gpu_stack_versions.cuda 12.x is not a CUDA version such as 12.4.1',
     ]
-    assert (result['driver_branch'], result['fabricmanager_package'], result['cuda'], result['deb_versions']) == (
-        None, None, None, {})
+    assert (result['driver_branch'], result['fabricmanager_package'], result['cuda'], result['deb_versions'],
+            result['rpm_versions']) == (None, None, None, {}, {})
 
 
 def test_malformed_driver_is_not_compared_with_cuda_minimum():
