@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: port_filter
 short_description: The clients allowed to some ports, by address family, for an nftables table
-version_added: 0.1.0
+version_added: 0.2.0
 author:
   - onprem.deepseek contributors (!UNKNOWN)
 description:

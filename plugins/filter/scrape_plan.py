@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: scrape_plan
 short_description: Prometheus scrape jobs from the targets each monitored host publishes
-version_added: 0.1.0
+version_added: 0.2.0
 author:
   - onprem.deepseek contributors (!UNKNOWN)
 description:

@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: tco
 short_description: Total cost of ownership, ROI and break-even month of a local deployment against the cloud
-version_added: 0.1.0
+version_added: 0.2.0
 author:
   - onprem.deepseek contributors (!UNKNOWN)
 description:

@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: service_states
 short_description: Read systemd service states with two C(systemctl) listings
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Runs C(systemctl list-units) and C(systemctl list-unit-files) (service units only) and returns
     each unit's run state and unit-file state, in the shape of M(ansible.builtin.service_facts)'

@@ -3,6 +3,7 @@ import json
 import tarfile
 
 import pytest
+import yaml
 
 from conftest import ROOT, run
 
@@ -58,7 +59,8 @@ def test_installed_collection_is_the_one_ansible_loads(installed, tmp_path):
     out = run(["ansible-galaxy", "collection", "list", "onprem.deepseek", "--format", "json"], env=env).stdout
     paths = json.loads(out)
     assert list(paths) == [str(colls / "ansible_collections")]
-    assert paths[str(colls / "ansible_collections")]["onprem.deepseek"]["version"] == "0.1.0"
+    version = yaml.safe_load((ROOT / "galaxy.yml").read_text())["version"]
+    assert paths[str(colls / "ansible_collections")]["onprem.deepseek"]["version"] == version
 
 
 def test_installed_module_runs(installed):
