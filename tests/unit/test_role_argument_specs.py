@@ -76,6 +76,14 @@ BAD_INPUTS = {
                         ['nvidia_driver_repo_key_url: "ftp://mirror/key.pub" is not an http:// or https:// URL']),
     'nvidia_driver_3': ({'nvidia_driver_readiness': {'min_memory': 1}},
                         ['nvidia_driver_readiness: {"min_memory": 1} is not a mapping of']),
+    # 39 and 41 digits, and a letter that is not hexadecimal.
+    'nvidia_driver_4': ({'nvidia_driver_repo_key_fingerprint': 'EB69 3B30 35CD 5710 E231 E123 A4B4 6996 3BF8 63C'},
+                        ['nvidia_driver_repo_key_fingerprint: "EB69 3B30 35CD 5710 E231 E123 A4B4 6996 3BF8 63C" is not an '
+                         'OpenPGP fingerprint (40 hexadecimal digits)']),
+    'nvidia_driver_5': ({'nvidia_driver_repo_key_fingerprint': 'EB693B3035CD5710E231E123A4B469963BF863CC0'},
+                        ['nvidia_driver_repo_key_fingerprint: "EB693B3035CD5710E231E123A4B469963BF863CC0" is not an OpenPGP']),
+    'nvidia_driver_6': ({'nvidia_driver_repo_key_fingerprint': 'GB693B3035CD5710E231E123A4B469963BF863CC'},
+                        ['nvidia_driver_repo_key_fingerprint: "GB693B3035CD5710E231E123A4B469963BF863CC" is not an OpenPGP']),
 }
 # The other side of each check: values that must pass.
 GOOD_INPUTS = {
@@ -86,7 +94,9 @@ GOOD_INPUTS = {
                     'gpu_host_free_disk_paths': ['/'], 'gpu_host_min_kernel': '5.15.0',
                     'nvidia_driver_readiness': {'min_memory_mib': 1, 'require_ecc': True},
                     'nvidia_driver_repo_url': 'http://10.77.0.1:8080/artifacts/nvidia/cuda/debian12/x86_64',
-                    'nvidia_driver_repo_key_url': 'https://mirror.example.org/key.pub'},
+                    'nvidia_driver_repo_key_url': 'https://mirror.example.org/key.pub',
+                    # Grouped as gpg prints it, lower case.
+                    'nvidia_driver_repo_key_fingerprint': 'eb69 3b30 35cd 5710 e231  e123 a4b4 6996 3bf8 63cc'},
     'mirror_set': {'site_mirror_artifact_url': 'http://10.77.0.1:8080/artifacts'},
 }
 
