@@ -59,23 +59,29 @@ def _base_result(store, version, previous):
     }
 
 
-def _check_dest(dest):
+def _check_dest(dest, check_mode=False):
+    """Whether dest exists. In check mode a missing dest is a first deploy whose earlier tasks (the
+    tier's mount, the store's directories) are only predicted: everything would be staged."""
     if not os.path.isabs(dest):
         raise ArtifactError("dest %s must be an absolute path" % dest)
-    if not os.path.isdir(dest):
-        raise ArtifactError("dest %s does not exist or is not a directory (is the storage tier mounted?)" % dest)
+    if os.path.isdir(dest):
+        return True
+    if check_mode and not os.path.lexists(dest):
+        return False
+    raise ArtifactError("dest %s does not exist or is not a directory (is the storage tier mounted?)" % dest)
 
 
 def ensure_present(params, check_mode=False, opener=None):
     dest, name = params["dest"], params["name"]
     version = validate_component("version", params.get("version"))
-    _check_dest(dest)
+    dest_exists = _check_dest(dest, check_mode)
     store = ModelStore(dest, name)
     keep = params.get("keep", 2)
     if keep is None or keep < 0:
         raise ArtifactError("keep must be 0 or more")
     file_mode = parse_mode(params.get("mode") or "0644")
-    uid, gid = resolve_ids(params.get("owner"), params.get("group"))
+    # On a first deploy in check mode the service account may be only predicted too.
+    uid, gid = resolve_ids(params.get("owner"), params.get("group")) if dest_exists else (-1, -1)
     reserve = params.get("reserve_bytes") or 0
     chunk_size = params.get("chunk_size") or CHUNK_SIZE
     workers = params.get("workers")
@@ -116,7 +122,7 @@ def ensure_present(params, check_mode=False, opener=None):
             if entry.size is None:
                 sizes[entry.path] = source.size(entry.path)
     need = sum(e.size if e.size is not None else (sizes.get(e.path) or 0) for e in manifest.files) if need_stage else 0
-    if need_stage:
+    if need_stage and dest_exists:
         check_free_space(store.root, need, reserve)
 
     switching = previous != version
@@ -131,6 +137,7 @@ def ensure_present(params, check_mode=False, opener=None):
     if check_mode:
         result["would_fetch"] = [e.path for e in manifest.files] if need_stage else []
         result["bytes"] = need
+        result["dest_exists"] = dest_exists
         return result
 
     if not changed:

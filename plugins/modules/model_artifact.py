@@ -157,6 +157,8 @@ attributes:
     details:
       - Reads the manifest (and, for C(SHA256SUMS), the file sizes) from the source, checks free
         space and returns RV(would_fetch); writes nothing.
+      - A O(dest) that does not exist yet (a first deploy, whose tier and directories earlier tasks only
+        predict in check mode) predicts the whole version staged, without the free space check; RV(dest_exists) says so.
   diff_mode:
     support: full
     details:
@@ -255,6 +257,11 @@ removed_versions:
   type: list
   elements: str
   sample: ["2025-01-20"]
+dest_exists:
+  description: Whether O(dest) exists; V(false) only in check mode, where a run would find it created by earlier tasks.
+  returned: in check mode
+  type: bool
+  sample: true
 would_fetch:
   description: Manifest paths that would be fetched.
   returned: in check mode

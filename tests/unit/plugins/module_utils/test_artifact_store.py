@@ -191,7 +191,34 @@ def test_dest_must_exist(store):
     publish(store.src, "v1")
     with pytest.raises(ArtifactError) as err:
         run(params(store, "v1", dest=str(store.dest / "not-mounted")))
-    assert "is the storage tier mounted?" in str(err.value)
+    assert str(err.value) == "dest %s does not exist or is not a directory (is the storage tier mounted?)" % (
+        store.dest / "not-mounted")
+
+
+def test_check_mode_predicts_a_first_deploy_into_a_dest_earlier_tasks_create(store, monkeypatch):
+    publish(store.src, "v1")
+    monkeypatch.setattr(_artifact_store.shutil, "disk_usage", lambda path: pytest.fail("no space check: no dest"))
+    # The account the store's files belong to may be predicted by the same run as well.
+    res = run(params(store, "v1", dest=str(store.dest / "not-yet"), owner="onprem-no-such-user",
+                     group="onprem-no-such-group"), check_mode=True)
+    assert (res["changed"], res["dest_exists"], res["previous"]) == (True, False, None)
+    assert sorted(res["would_fetch"]) == ["config.json", "weights/model-00001-of-00002.safetensors",
+                                          "weights/model-00002-of-00002.safetensors"]
+    assert res["bytes"] == 44 + 70000 + 50001  # config.json and the two weight files
+    assert not (store.dest / "not-yet").exists()
+
+
+def test_check_mode_into_an_existing_dest_still_checks_the_owner(store):
+    publish(store.src, "v1")
+    with pytest.raises(ArtifactError, match="^owner onprem-no-such-user does not exist$"):
+        run(params(store, "v1", owner="onprem-no-such-user"), check_mode=True)
+
+
+def test_check_mode_still_refuses_a_dest_that_is_a_file(store):
+    publish(store.src, "v1")
+    (store.dest / "a-file").write_text("x")
+    with pytest.raises(ArtifactError, match=r"a-file does not exist or is not a directory"):
+        run(params(store, "v1", dest=str(store.dest / "a-file")), check_mode=True)
 
 
 def test_keep_prunes_oldest_after_switch(store):
