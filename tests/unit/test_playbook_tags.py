@@ -65,15 +65,15 @@ def test_the_parser_reads_plays_and_tasks():
 
 
 def test_every_role_of_site_yml_is_there(site):
-    roles = {m.group(1) for _, _, tasks in site for name, _ in tasks
+    roles = {m.group(1) for play in site for name, tags in play[2]
              for m in [re.match(r'onprem\.deepseek\.(\w+) : ', name)] if m}
     assert roles == SITE_ROLES
 
 
 def test_every_role_task_answers_to_the_role_and_to_a_phase(site):
     wrong = []
-    for _, _, tasks in site:
-        for name, tags in tasks:
+    for play in site:
+        for name, tags in play[2]:
             m = re.match(r'onprem\.deepseek\.(\w+) : (.*)', name)
             if not m:
                 continue
@@ -92,14 +92,14 @@ def test_the_verifying_plays_run_under_any_tags(site):
     for name, tag in ALWAYS_PLAYS.items():
         play_tags, tasks = found[name]
         assert tasks, name
-        assert all('always' in tags for _, tags in tasks), (name, tasks)
+        assert all('always' in tags for task, tags in tasks), (name, tasks)
         if tag:
             assert tag in play_tags, (name, play_tags)
 
 
 def test_one_phase_selects_that_phase_and_the_verifying_plays():
     plays = parse(_listing('--tags', 'inference_run'))
-    role_tasks = [name for _, _, tasks in plays for name, tags in tasks
+    role_tasks = [name for play in plays for name, tags in play[2]
                   if name.startswith('onprem.deepseek.') and 'Validating arguments' not in name]
     assert role_tasks and all(name.startswith('onprem.deepseek.inference : ') for name in role_tasks)
-    assert {name for name, _, tasks in plays if tasks} >= set(ALWAYS_PLAYS)
+    assert {play[0] for play in plays if play[2]} >= set(ALWAYS_PLAYS)
