@@ -4,7 +4,9 @@ import functools
 import hashlib
 import ipaddress
 import json
+import gzip
 import os
+import socket
 import ssl
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -12,6 +14,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from ansible_collections.onprem.deepseek.plugins.module_utils._artifact import ArtifactError, run
+from ansible_collections.onprem.deepseek.plugins.module_utils._artifact_source import build_source, request_kwargs
 
 MAX_REQUESTS = 50
 
@@ -29,6 +32,9 @@ class _Handler(SimpleHTTPRequestHandler):
         if len(self.server.requests) > MAX_REQUESTS:
             self.send_error(429)
             return
+        if self.path in self.server.fail:
+            self.send_error(self.server.fail[self.path])
+            return
         cut = self.server.truncate.get(self.path)
         if cut is None:
             super().do_GET()
@@ -43,12 +49,19 @@ class _Handler(SimpleHTTPRequestHandler):
         self.wfile.flush()
         self.close_connection = True
 
+    def end_headers(self):
+        if self.path in self.server.encodings:
+            self.send_header("Content-Encoding", self.server.encodings[self.path])
+        super().end_headers()
+
 
 def _serve(root, tls=None):
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(root)))
     server.daemon_threads = True
     server.requests = []
     server.truncate = {}
+    server.fail = {}
+    server.encodings = {}
     if tls is not None:
         server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -170,6 +183,62 @@ def test_http_sha256sums_fallback_uses_head_for_sizes(http_store):
     assert [r for r in server.requests if r[0] == "HEAD"] == [("HEAD", "/m/v1/" + p) for p in FILES]
     assert run(_params(tmp_path, server, "v1"))["changed"] is True
     assert os.readlink(tmp_path / "hot" / "m" / "current") == "versions/v1"
+
+
+def _source(server, **kw):
+    url = "http://127.0.0.1:%d/" % server.server_address[1]
+    return build_source(url, "m", "v1", request_kwargs(dict(timeout=5, use_proxy=False, **kw)))
+
+
+def test_http_source_hands_over_the_stored_bytes_of_a_gzip_labelled_file(http_store):
+    tmp_path, server = http_store
+    vdir = publish(tmp_path / "srv", "v1")
+    packed = gzip.compress(b'{"vocab": 1}' * 100)
+    (vdir / "vocab.json.gz").write_bytes(packed)
+    # what Apache's "AddEncoding gzip .gz" does: the file as stored, labelled Content-Encoding: gzip
+    server.encodings["/m/v1/vocab.json.gz"] = "gzip"
+    src = _source(server)
+    resp, length = src.open("vocab.json.gz")
+    try:
+        data = resp.read()
+    finally:
+        resp.close()
+    assert (data, length) == (packed, len(packed))
+    assert src.size("vocab.json.gz") == len(packed)
+    assert src.size("tokenizer/tokenizer.json") == len(FILES["tokenizer/tokenizer.json"])
+    assert src.size("missing.bin") is None
+    assert server.requests == [("GET", "/m/v1/vocab.json.gz"), ("HEAD", "/m/v1/vocab.json.gz"),
+                               ("HEAD", "/m/v1/tokenizer/tokenizer.json"), ("HEAD", "/m/v1/missing.bin")]
+
+
+def test_http_server_error_on_the_manifest_is_no_reason_to_fall_back(http_store):
+    tmp_path, server = http_store
+    publish(tmp_path / "srv", "v1", sums=True)
+    server.fail["/m/v1/manifest.json"] = 500
+    with pytest.raises(ArtifactError) as err:
+        _source(server).read_manifest()
+    assert str(err.value) == "cannot fetch http://127.0.0.1:%d/m/v1/manifest.json: HTTP 500 Internal Server Error" % (
+        server.server_address[1])
+    assert server.requests == [("GET", "/m/v1/manifest.json")]
+    del server.fail["/m/v1/manifest.json"]
+    fmt, raw = _source(server).read_manifest()
+    assert fmt == "sha256sums" and raw == (tmp_path / "srv" / "m" / "v1" / "SHA256SUMS").read_bytes()
+
+
+def test_http_source_connection_refused():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    # nothing listens on the port now
+    src = build_source("http://127.0.0.1:%d" % port, "m", "v1", request_kwargs({"timeout": 5, "use_proxy": False}))
+    with pytest.raises(ArtifactError) as err:
+        src.read_manifest()
+    assert str(err.value) == "cannot fetch http://127.0.0.1:%d/m/v1/manifest.json: [Errno 111] Connection refused" % port
+    with pytest.raises(ArtifactError) as err:
+        src.open("config.json")
+    assert str(err.value) == (
+        "file config.json: cannot fetch http://127.0.0.1:%d/m/v1/config.json: [Errno 111] Connection refused" % port)
+    assert src.size("config.json") is None
 
 
 # -- TLS with the site CA and mutual TLS ---------------------------------------

@@ -7,7 +7,9 @@ import contextlib
 import datetime
 import io
 import inspect
+import json
 import re
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -368,3 +370,302 @@ def test_the_documented_table_is_what_the_filter_computes():
         exec(compile(snippet, str(DOC), "exec"), {"__name__": "capacity_report_doc"})
     assert out.getvalue() == table
     assert "| h100_8x_sxm | 4,000,000 | 10,200 | 5,607,408 | 17,520,000 | -11,912,592 | 212.4 % | 16 |" in table
+
+
+# --- The whole report, as the templates print it ------------------------------------------------
+
+def test_report_of_the_defaults():
+    r = tco("a100_2x")
+    # Figures as in test_a100_2x_dev_test; per year: local 525,000 + 12y x 21,534.13, cloud 12y x 54,020.
+    assert r["report"] == {
+        "title": "Capacity and TCO report: 2 x NVIDIA A100 80GB, 128 GB memory (development and test)",
+        "date": None,
+        "summary": "1 server of 2 x NVIDIA A100 80GB, 128 GB memory (development and test), over 5 years: "
+                   "local cost 1,817,048 CNY, avoided cloud spend 3,241,200 CNY, ROI 78.4 %. "
+                   "From month 17 on, the local deployment has cost no more than the cloud spend it avoids.",
+        "inputs": [
+            ["Servers", "1", "default"],
+            ["GPUs per server", "2", "profile a100_2x"],
+            ["Hardware per server", "525,000 CNY", "profile a100_2x (midpoint of the guide's price range)"],
+            ["Power per server", "1,200 W", "nominal (profile a100_2x)"],
+            ["PUE", "1", "default"],
+            ["Electricity price", "0.8 CNY/kWh", "default (deployment guide)"],
+            ["Operations staff (full-time equivalents)", "1", "default"],
+            ["Staff cost", "250,000 CNY per person-year", "default (deployment guide)"],
+            ["Avoided cloud spend", "54,020 CNY per month", "2 GPUs x 730 h x 37 CNY per GPU-hour (profile)"],
+            ["Horizon", "5 years (60 months)", "default (deployment guide)"],
+        ],
+        "monthly": [
+            ["Electricity", "876 kWh", "701 CNY"],
+            ["Operations staff", "", "20,833 CNY"],
+            ["Local running cost", "", "21,534 CNY"],
+            ["Avoided cloud spend", "", "54,020 CNY"],
+        ],
+        "totals": [
+            ["Hardware", "525,000 CNY"],
+            ["Electricity", "42,048 CNY"],
+            ["Operations staff", "1,250,000 CNY"],
+            ["Local cost", "1,817,048 CNY"],
+            ["Avoided cloud spend", "3,241,200 CNY"],
+            ["TCO (local cost - avoided cloud spend)", "-1,424,152 CNY"],
+            ["ROI ((avoided cloud spend - local cost) / local cost)", "78.4 %"],
+            ["Break-even", "month 17"],
+        ],
+        # Year 1: 525,000 + 258,409.60 = 783,409.60 against 648,240.
+        "years": [["1", "783,410", "648,240", "-135,170"], ["2", "1,041,819", "1,296,480", "254,661"],
+                  ["3", "1,300,229", "1,944,720", "644,491"], ["4", "1,558,638", "2,592,960", "1,034,322"],
+                  ["5", "1,817,048", "3,241,200", "1,424,152"]],
+        "hosts": [],
+    }
+
+
+MEASURED = {
+    "gpu-a": gpu_fact(*[500.5] * 8),  # 4,004 W + 4,600 W = 8,604 W
+    "gpu-b": gpu_fact(*[600] * 8),  # 4,800 W + 4,600 W = 9,400 W
+    "gpu-c": gpu_fact(reason="driver | not loaded"),
+}
+
+
+def test_report_with_every_figure_set_and_measured_servers():
+    r = tco("h100_8x_sxm", hosts=["gpu-c", "gpu-b", "gpu-a"], gpu_facts=MEASURED, years=3, hardware_cny=3800000,
+            pue=1.3, electricity_cny_per_kwh="0.65", ops_staff=2, ops_staff_cny_per_year=300000,
+            cloud_cny_per_gpu_hour=45, date="2026-12-01")
+    # Power: mean (8,604 + 9,400) / 2 = 9,002 W x 3 servers x 1.3 = 35,107.8 W; x 730 h = 25,628.694 kWh;
+    # x 0.65 = 16,658.65 CNY. Staff 2 x 300,000 / 12 = 50,000. Cloud 24 GPUs x 730 h x 45 = 788,400.
+    # 36 months: hardware 11,400,000 + electricity 599,711.44 + staff 1,800,000 = 13,799,711.44.
+    # Break-even: 11,400,000 / (788,400 - 66,658.65) = 15.8, so month 16.
+    assert r["report"] == {
+        "title": "Capacity and TCO report: 8 x NVIDIA H100 SXM, 512 GB memory (large enterprise)",
+        "date": "2026-12-01",
+        "summary": "3 servers of 8 x NVIDIA H100 SXM, 512 GB memory (large enterprise), over 3 years: "
+                   "local cost 13,799,711 CNY, avoided cloud spend 28,382,400 CNY, ROI 105.7 %. "
+                   "From month 16 on, the local deployment has cost no more than the cloud spend it avoids.",
+        "inputs": [
+            ["Servers", "3", "hosts in the inventory group"],
+            ["GPUs per server", "8", "profile h100_8x_sxm"],
+            ["Hardware per server", "3,800,000 CNY", "set"],
+            ["Power per server", "9,002 W",
+             "measured on 2 of 3 servers (mean), GPUs read by gpu_facts plus 4,600 W for the rest"],
+            ["PUE", "1.3", "set"],
+            ["Electricity price", "0.65 CNY/kWh", "set"],
+            ["Operations staff (full-time equivalents)", "2", "set"],
+            ["Staff cost", "300,000 CNY per person-year", "set"],
+            ["Avoided cloud spend", "788,400 CNY per month", "24 GPUs x 730 h x 45 CNY per GPU-hour (set)"],
+            ["Horizon", "3 years (36 months)", "set"],
+        ],
+        "monthly": [
+            ["Electricity", "25,629 kWh", "16,659 CNY"],
+            ["Operations staff", "", "50,000 CNY"],
+            ["Local running cost", "", "66,659 CNY"],
+            ["Avoided cloud spend", "", "788,400 CNY"],
+        ],
+        "totals": [
+            ["Hardware", "11,400,000 CNY"],
+            ["Electricity", "599,711 CNY"],
+            ["Operations staff", "1,800,000 CNY"],
+            ["Local cost", "13,799,711 CNY"],
+            ["Avoided cloud spend", "28,382,400 CNY"],
+            ["TCO (local cost - avoided cloud spend)", "-14,582,689 CNY"],
+            ["ROI ((avoided cloud spend - local cost) / local cost)", "105.7 %"],
+            ["Break-even", "month 16"],
+        ],
+        "years": [["1", "12,199,904", "9,460,800", "-2,739,104"], ["2", "12,999,808", "18,921,600", "5,921,792"],
+                  ["3", "13,799,711", "28,382,400", "14,582,689"]],
+        # The reason goes into a Markdown table: no "|" in it.
+        "hosts": [["gpu-a", "8", "4,004", "measured"], ["gpu-b", "8", "4,800", "measured"],
+                  ["gpu-c", "0", "-", "driver / not loaded"]],
+    }
+    assert (r["power"]["facility_watts"], r["power"]["kwh_per_month"], r["monthly"]["electricity_cny"]) == (
+        35107.8, 25628.69, 16658.65)
+    assert r["totals"]["local_cny"] == 13799711.44 and r["roi"] == 1.0567 and r["break_even_month"] == 16
+
+
+def test_report_of_a_custom_profile_that_never_breaks_even():
+    # The profile has no name: "custom". 2 servers x 500 W = 1 kW; 730 kWh x 0.8 = 584 CNY a month.
+    # Local 2 x 1,200 + 24 x 584 = 16,416; cloud 24 x 150 = 3,600; ROI = -12,816 / 16,416 = -78.07 %.
+    prof = {k: v for k, v in flat().items() if k != "name"}
+    r = tco(prof, years=2, nodes=2, node_watts=500, cloud_cny_per_month=150, ops_staff=0)
+    assert r["profile"] == {"name": "custom", "label": "test server", "gpus": 1}
+    report = r["report"]
+    assert report["summary"] == (
+        "2 servers of test server, over 2 years: local cost 16,416 CNY, avoided cloud spend 3,600 CNY, ROI -78.1 %. "
+        "Over 2 years the local deployment does not cost less than the cloud spend it avoids.")
+    assert report["inputs"] == [
+        ["Servers", "2", "set"],
+        ["GPUs per server", "1", "profile custom"],
+        ["Hardware per server", "1,200 CNY", "profile custom"],
+        ["Power per server", "500 W", "set"],
+        ["PUE", "1", "default"],
+        ["Electricity price", "0.8 CNY/kWh", "default (deployment guide)"],
+        ["Operations staff (full-time equivalents)", "0", "set"],
+        ["Staff cost", "250,000 CNY per person-year", "default (deployment guide)"],
+        ["Avoided cloud spend", "150 CNY per month", "set"],
+        ["Horizon", "2 years (24 months)", "set"],
+    ]
+    assert report["totals"][5:] == [["TCO (local cost - avoided cloud spend)", "12,816 CNY"],
+                                    ["ROI ((avoided cloud spend - local cost) / local cost)", "-78.1 %"],
+                                    ["Break-even", "not within 2 years"]]
+    assert report["years"] == [["1", "9,408", "1,800", "-7,608"], ["2", "16,416", "3,600", "-12,816"]]
+
+
+def test_summary_without_local_cost_has_no_roi():
+    r = tco(flat(hardware=0), years=2, ops_staff=0, cloud_cny_per_month=10)
+    assert r["report"]["summary"] == (
+        "1 server of test server, over 2 years: local cost 0 CNY, avoided cloud spend 240 CNY, ROI n/a. "
+        "From month 1 on, the local deployment has cost no more than the cloud spend it avoids.")
+
+
+def test_cloud_estimate_counts_the_gpus_of_every_server():
+    rows = {row[0]: row[1:] for row in tco("h100_4x", nodes=3)["report"]["inputs"]}
+    # 4 GPUs x 3 servers = 12 GPUs; 12 x 730 x 50 = 438,000.
+    assert rows["Avoided cloud spend"] == ["438,000 CNY per month", "12 GPUs x 730 h x 50 CNY per GPU-hour (profile)"]
+    assert rows["Servers"] == ["3", "set"]
+
+
+# --- Power readings -------------------------------------------------------------------------------
+
+def test_a_draw_of_zero_or_below_one_watt_is_a_reading():
+    r = tco(flat(), hosts=["gpu-a"], gpu_facts={"gpu-a": gpu_fact(0, 0.5)})
+    assert r["power"]["hosts"] == [{"host": "gpu-a", "gpus": 2, "gpu_watts": 0.5, "node_watts": 0.5,
+                                    "measured": True, "reason": None}]
+    assert r["power"]["basis"] == "measured on 1 of 1 servers (mean), GPUs read by gpu_facts plus 0 W for the rest"
+
+
+@pytest.mark.parametrize("fact, reason", [
+    (gpu_fact(0, 0.5, None), "1 of 3 GPUs did not report their power draw"),
+    (gpu_fact(-1, 300, "n/a"), "2 of 3 GPUs did not report their power draw"),
+    ({"gpus": ["GPU 0", {"index": 1}]}, "2 of 2 GPUs did not report their power draw"),
+    ({"gpus": []}, "no GPUs found"),
+    ({"gpus": [], "reason": ""}, "no GPUs found"),
+    ({"gpus": [], "reason": "NVML | driver mismatch"}, "NVML / driver mismatch"),
+])
+def test_a_server_without_a_full_reading_says_why(fact, reason):
+    r = tco(flat(), hosts=["gpu-a"], gpu_facts={"gpu-a": fact})
+    assert [(h["measured"], h["reason"]) for h in r["power"]["hosts"]] == [(False, reason)]
+    assert r["report"]["hosts"] == [["gpu-a", str(len(fact["gpus"])), "-", reason]]
+
+
+def test_host_figures_are_rounded_to_plain_numbers():
+    # 3 x 100.333 W = 300.999 W; node 300.999 + 4,600 W = 4,900.999 W.
+    r = tco("h100_8x_sxm", hosts=["gpu-a"], gpu_facts={"gpu-a": gpu_fact(100.333, 100.333, 100.333)})
+    host = r["power"]["hosts"][0]
+    assert (host["gpu_watts"], host["node_watts"]) == (301.0, 4901.0)
+    assert type(host["gpu_watts"]) is float and type(host["node_watts"]) is float  # pylint: disable=unidiomatic-typecheck
+
+
+def test_the_malformed_gpu_fact_is_shown():
+    with pytest.raises(TcoError) as err:
+        tco("a100_2x", hosts=["gpu-a"], gpu_facts={"gpu-a": "80 W"})
+    assert str(err.value) == (
+        "gpu_facts[gpu-a]: must be the gpu facts of onprem.deepseek.gpu_facts (a dict with gpus), not '80 W'")
+    with pytest.raises(TcoError) as err:
+        tco("a100_2x", hosts=["gpu-a"], gpu_facts={"gpu-a": {"gpus": None}})
+    assert str(err.value) == (
+        "gpu_facts[gpu-a]: must be the gpu facts of onprem.deepseek.gpu_facts (a dict with gpus), not {'gpus': None}")
+
+
+# --- Messages in full ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("options, message", [
+    ({"variable_prefix": 5}, "variable_prefix: must be a string, not 5"),
+    ({"hosts": "gpu-a"}, "hosts: must be a list of host names, not 'gpu-a'"),
+    ({"hosts": ["gpu-a", 7]}, "hosts: must be a list of host names, not ['gpu-a', 7]"),
+    ({"gpu_facts": ["gpu-a"]}, "gpu_facts: must be a dict of host name to gpu facts, not ['gpu-a']"),
+    ({"hosts": 1, "gpu_facts": 2, "variable_prefix": "r_"},
+     "r_hosts: must be a list of host names, not 1; r_gpu_facts: must be a dict of host name to gpu facts, not 2"),
+])
+def test_other_inputs_are_named_with_their_value(options, message):
+    with pytest.raises(TcoError) as err:
+        tco("a100_2x", **options)
+    assert str(err.value) == message
+
+
+KNOWN = "label, gpus, hardware_cny, gpu_watts, other_watts, cloud_cny_per_gpu_hour, name"
+
+
+@pytest.mark.parametrize("profile, message", [
+    (dict({k: v for k, v in flat().items() if k not in ("gpu_watts", "other_watts")}, cores=64, ram=512),
+     "profile: unknown keys cores, ram (known: %s). missing keys gpu_watts, other_watts." % KNOWN),
+    (dict(flat(), label=None), "profile: missing keys label."),
+    (dict(flat(), label="a\tb"), "profile.label: must be a non-empty line of text without |, not 'a\\tb'"),
+    (dict(flat(), label=" "), "profile.label: must be a non-empty line of text without |, not ' '"),
+    (dict(flat(), name="x\ny"), "profile.name: must be a non-empty line of text without |, not 'x\\ny'"),
+    (dict(flat(), name=7), "profile.name: must be a non-empty line of text without |, not 7"),
+])
+def test_a_wrong_profile_is_refused_in_full(profile, message):
+    with pytest.raises(TcoError) as err:
+        tco(profile)
+    assert str(err.value) == message
+
+
+def test_a_label_may_hold_any_other_text():
+    assert tco(dict(flat(), label="XL server (8 x GPU, 2 x CPU)"))["profile"]["label"] == "XL server (8 x GPU, 2 x CPU)"
+
+
+# --- Chart ----------------------------------------------------------------------------------------
+
+def test_chart_frame_of_the_defaults():
+    c = tco("a100_2x")["chart"]
+    frame = {k: v for k, v in c.items() if k not in ("local_points", "cloud_points")}
+    # Highest 3,241,200: step the nice number above 648,240 (1,000,000); top 4,000,000.
+    # y of 1,000,000: 310 - 290 / 4 = 237.5. Break-even at month 17 of 60: x = 100 + 17 x 10 = 270, left half.
+    assert frame == {
+        "width": 720, "height": 360, "left": 100, "right": 700, "top": 20, "bottom": 310,
+        "y_label_x": 94, "x_label_y": 326,
+        "legend": {"y": 350, "local_x": 100, "cloud_x": 400},
+        "y_ticks": [{"y": 310.0, "label_y": 314.0, "label": "0"}, {"y": 237.5, "label_y": 241.5, "label": "1,000,000"},
+                    {"y": 165.0, "label_y": 169.0, "label": "2,000,000"},
+                    {"y": 92.5, "label_y": 96.5, "label": "3,000,000"},
+                    {"y": 20.0, "label_y": 24.0, "label": "4,000,000"}],
+        "x_ticks": [{"x": 100.0, "label": "start"}, {"x": 220.0, "label": "year 1"}, {"x": 340.0, "label": "year 2"},
+                    {"x": 460.0, "label": "year 3"}, {"x": 580.0, "label": "year 4"}, {"x": 700.0, "label": "year 5"}],
+        "break_even": {"x": 270.0, "label": "break-even: month 17", "label_x": 274.0, "label_y": 32, "anchor": "start"},
+        "title": "Cumulative cost in CNY, month 0 to 60: local deployment against the cloud spend it avoids",
+    }
+    # The SVG prints whole user units as such.
+    assert json.dumps(c["legend"]) == '{"y": 350, "local_x": 100, "cloud_x": 400}'
+    # Local at month 0: 310 - 525,000 / 4,000,000 x 290 = 271.94; cloud at month 60: 310 - 234.99 = 75.01.
+    assert c["local_points"].split()[0] == "100.0,271.9"
+    assert c["cloud_points"].split()[-1] == "700.0,75.0"
+
+
+def test_chart_points_are_rounded_to_a_tenth():
+    # 7 years, 84 months: one month is 600 / 84 = 7.142857 units wide. Highest 8,400, step 2,000,
+    # top 10,000: 100 CNY is 2.9 units high.
+    c = tco(flat(), years=7, ops_staff=0, cloud_cny_per_month=100)["chart"]
+    assert c["cloud_points"].split()[:2] == ["100.0,310.0", "107.1,307.1"]
+    assert len(c["cloud_points"].split()) == 85
+
+
+@pytest.mark.parametrize("highest, labels", [
+    # step: the smallest of 1, 2, 2.5, 5 x 10^k at least a fifth of the highest value
+    (500, ["0", "100", "200", "300", "400", "500"]),
+    (1250, ["0", "250", "500", "750", "1,000", "1,250"]),
+    (2000, ["0", "500", "1,000", "1,500", "2,000"]),
+    (3500, ["0", "1,000", "2,000", "3,000", "4,000"]),
+    (1320, ["0", "500", "1,000", "1,500"]),
+])
+def test_chart_steps(highest, labels):
+    # The highest value is the last local one, or the last cloud one.
+    by_hardware = tco(flat(hardware=highest), years=1, ops_staff=0)["chart"]
+    by_staff = tco(flat(hardware=0), years=1, ops_staff=1, ops_staff_cny_per_year=highest)["chart"]
+    by_cloud = tco(flat(hardware=0), years=1, ops_staff=0, cloud_cny_per_month=Fraction(highest, 12))["chart"]
+    for chart in (by_hardware, by_staff, by_cloud):
+        assert [t["label"] for t in chart["y_ticks"]] == labels
+
+
+def test_chart_steps_below_one():
+    # Highest 2: step 0.5, five ticks 72.5 units apart.
+    c = tco(flat(hardware=2), years=1, ops_staff=0)["chart"]
+    assert [t["y"] for t in c["y_ticks"]] == [310.0, 237.5, 165.0, 92.5, 20.0]
+
+
+@pytest.mark.parametrize("month, x, anchor, label_x", [
+    (5, 350.0, "start", 354.0),
+    (6, 400.0, "start", 404.0),  # the middle: still room on the right
+    (7, 450.0, "end", 446.0),
+])
+def test_break_even_label_side(month, x, anchor, label_x):
+    c = tco(flat(hardware=100 * month), years=1, ops_staff=0, cloud_cny_per_month=100)["chart"]
+    assert c["break_even"] == {"x": x, "label": "break-even: month %d" % month, "label_x": label_x, "label_y": 32,
+                               "anchor": anchor}
