@@ -90,14 +90,12 @@ def wait_ssh(host, pid, timeout=120, logs=()):
     error carries the end of its console logs."""
     def ready():
         if not run.alive(pid):
-            raise run.CommandError(f"host {host.name}: exited during boot{log_tails(logs)}")
+            raise run.CommandError(f"host {host.name}: exited during boot")
         return ssh_ready(host.address)
     try:
         wait_for(ready, timeout, f"SSH on {host.name} ({host.address})")
     except run.CommandError as err:
-        if "timed out" in str(err):
-            raise run.CommandError(f"{err}{log_tails(logs)}") from None
-        raise
+        raise run.CommandError(f"{err}{log_tails(logs)}") from None
 
 
 def log_tails(paths, lines=15):
