@@ -334,13 +334,14 @@ def tco(profile, years=None, nodes=None, hardware_cny=None, electricity_cny_per_
     net = local_total - cloud_total
     roi = None if local_total == 0 else (cloud_total - local_total) / local_total
 
+    horizon = '1 year' if years == 1 else '%d years' % years
     if break_even is None:
-        verdict = 'Over %d years the local deployment does not cost less than the cloud spend it avoids.' % years
+        verdict = 'Over %s the local deployment does not cost less than the cloud spend it avoids.' % horizon
     else:
         verdict = ('From month %d on, the local deployment has cost no more than the cloud spend it avoids.'
                    % break_even)
-    summary = '%d %s of %s, over %d years: local cost %s CNY, avoided cloud spend %s CNY, ROI %s. %s' % (
-        nodes, 'server' if nodes == 1 else 'servers', prof['label'], years, _money(local_total), _money(cloud_total),
+    summary = '%d %s of %s, over %s: local cost %s CNY, avoided cloud spend %s CNY, ROI %s. %s' % (
+        nodes, 'server' if nodes == 1 else 'servers', prof['label'], horizon, _money(local_total), _money(cloud_total),
         'n/a' if roi is None else '%.1f %%' % float(roi * 100), verdict)
 
     profile_basis = ('profile %s (midpoint of the guide\'s price range)' % prof['name'] if isinstance(profile, str)

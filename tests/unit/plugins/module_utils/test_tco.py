@@ -669,3 +669,12 @@ def test_break_even_label_side(month, x, anchor, label_x):
     c = tco(flat(hardware=100 * month), years=1, ops_staff=0, cloud_cny_per_month=100)["chart"]
     assert c["break_even"] == {"x": x, "label": "break-even: month %d" % month, "label_x": label_x, "label_y": 32,
                                "anchor": anchor}
+
+
+def test_a_one_year_horizon_reads_in_the_singular():
+    one = tco("a100_2x", years=1)
+    assert one["break_even_month"] is None
+    assert ", over 1 year: local cost " in one["report"]["summary"]
+    assert one["report"]["summary"].endswith(" Over 1 year the local deployment does not cost less than the cloud "
+                                             "spend it avoids.")
+    assert ", over 2 years: " in tco("a100_2x", years=2)["report"]["summary"]
