@@ -8,23 +8,17 @@ others serve another. Nothing on this machine is changed (the task is an assert)
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import sys
-from pathlib import Path
 
-import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-PLAYBOOK = Path(sys.executable).with_name('ansible-playbook')
+from playbook_runs import ROOT, needs_playbook, run_playbook
+
 GUARD = 'Refuse to stop the last hosts serving a model'
 R1 = 'deepseek-inference-r1.service'
 V3 = 'deepseek-inference-v3.service'
 
-pytestmark = pytest.mark.skipif(not PLAYBOOK.exists() and not shutil.which('ansible-playbook'),
-                                reason='needs ansible-playbook')
+pytestmark = needs_playbook
 
 
 def _guard_task():
@@ -46,11 +40,8 @@ def _run(tmp_path, stopping, serving, outage=False):
              'tasks': [{'name': 'Only n1 changes its driver', 'when': "inventory_hostname == 'n1'",
                         'block': [_guard_task()]}]}]
     (tmp_path / 'guard.yml').write_text(yaml.safe_dump(play, sort_keys=False))
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg'), ANSIBLE_NOCOLOR='1', ANSIBLE_FORCE_COLOR='0',
-               ANSIBLE_STDOUT_CALLBACK='ansible.builtin.json')
-    proc = subprocess.run([str(PLAYBOOK) if PLAYBOOK.exists() else 'ansible-playbook', '-i', 'inventory.yml',
-                           'guard.yml'], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-                          check=False)
+    proc = run_playbook(['-i', 'inventory.yml', 'guard.yml'], cwd=tmp_path,
+                        ANSIBLE_STDOUT_CALLBACK='ansible.builtin.json')
     result = json.loads(proc.stdout)
     n1 = [task['hosts']['n1'] for play in result['plays'] for task in play['tasks'] if 'n1' in task['hosts']]
     assert len(n1) == 1, proc.stdout[-2000:] + proc.stderr[-2000:]

@@ -7,17 +7,12 @@ one of its phase tags, and the read-only plays that verify a run (the input chec
 report, the summary) run whatever --tags selects."""
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-PLAYBOOK = Path(sys.executable).with_name('ansible-playbook')
+from playbook_runs import ROOT, needs_playbook, run_playbook
+
 SITE_ROLES = {'site_mirror', 'baseline', 'tls_policy', 'hsm', 'pki', 'storage_tiers', 'gpu_host', 'nvidia_driver',
               'cuda_toolkit', 'tensorrt', 'model_store', 'inference', 'gateway', 'node_exporter', 'monitoring'}
 # Plays (by name) that must run under any --tags, and the tag that names each.
@@ -25,16 +20,12 @@ ALWAYS_PLAYS = {"Check every role's inputs": None, 'Report GPU readiness': 'vali
                 'Summarise what is running where': 'summary',
                 'Read which nodes serve inference before the first batch': None}
 
-pytestmark = pytest.mark.skipif(not PLAYBOOK.exists() and not shutil.which('ansible-playbook'),
-                                reason='needs ansible-playbook')
+pytestmark = needs_playbook
 
 
 def _listing(*args):
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg'), ANSIBLE_NOCOLOR='1', ANSIBLE_FORCE_COLOR='0')
-    proc = subprocess.run([str(PLAYBOOK) if PLAYBOOK.exists() else 'ansible-playbook', '-i',
-                           str(ROOT / 'inventories' / 'sandbox'), '--list-tasks', *args,
-                           str(ROOT / 'playbooks' / 'site.yml')],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    proc = run_playbook(['-i', str(ROOT / 'inventories' / 'sandbox'), '--list-tasks', *args,
+                         str(ROOT / 'playbooks' / 'site.yml')], cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return proc.stdout
 
