@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """A STAND-IN for the operators' alert receiver (test only): Alertmanager's webhook posts land here,
 one JSON document per line in the file given, so verify.yml can read which alerts were delivered.
 
