@@ -54,3 +54,40 @@ def test_role_reads_no_other_roles_private_variables(role):
 def test_playbooks_read_no_roles_private_variables():
     found = [hit for f in files_of(ROOT / "playbooks") for hit in foreign_reads(f, None)]
     assert not found, f"playbooks read roles' private variables: {found}"
+
+
+def set_fact_names(node):
+    """Every variable name a task list sets with set_fact, blocks included."""
+    names = []
+    if isinstance(node, list):
+        for item in node:
+            names += set_fact_names(item)
+    elif isinstance(node, dict):
+        args = node.get("ansible.builtin.set_fact", node.get("set_fact"))
+        if isinstance(args, dict):
+            names += [key for key in args if key != "cacheable"]
+        for key in ("block", "rescue", "always"):
+            names += set_fact_names(node.get(key, []))
+    return names
+
+
+def public_facts(role):
+    import yaml
+    names = set()
+    for path in sorted((ROOT / "roles" / role / "tasks").glob("*.yml")):
+        names.update(n for n in set_fact_names(yaml.safe_load(path.read_text()) or []) if not n.startswith("_"))
+    return sorted(names)
+
+
+def test_set_fact_names_walks_blocks():
+    tasks = [{"ansible.builtin.set_fact": {"a": 1, "cacheable": True}},
+             {"block": [{"set_fact": {"b": 2}}], "rescue": [{"ansible.builtin.set_fact": {"c": 3}}],
+              "always": [{"ansible.builtin.debug": {"msg": "x"}}]}]
+    assert set_fact_names(tasks) == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_role_documents_every_fact_it_publishes(role):
+    readme = (ROOT / "roles" / role / "README.md").read_text()
+    undocumented = [name for name in public_facts(role) if "`%s`" % name not in readme]
+    assert not undocumented, f"role {role} publishes facts its README does not name: {undocumented}"
