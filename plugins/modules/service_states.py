@@ -17,6 +17,8 @@ description:
   - Unlike M(ansible.builtin.service_facts) it does not run every SysV script's status nor one
     C(systemctl show) per unit file, which takes minutes on a slow host. SysV-only scripts are not listed.
   - Returns a result to register, not facts, so it never replaces C(ansible_facts.services).
+  - Each listing waits up to 120 s for systemd (C(SYSTEMD_BUS_TIMEOUT)) and is tried up to three times
+    while it times out, so a busy host does not fail the run.
 extends_documentation_fragment:
   - onprem.deepseek.attributes
   - onprem.deepseek.attributes.read_only
@@ -81,6 +83,11 @@ from ansible_collections.onprem.deepseek.plugins.module_utils._service_states im
     LIST_UNIT_FILES, LIST_UNITS, service_states)
 
 
+# systemctl reads SYSTEMD_BUS_TIMEOUT (systemd 246 and later) for its D-Bus calls.
+ENVIRONMENT = {'LC_ALL': 'C', 'SYSTEMD_BUS_TIMEOUT': '120s'}
+BUS_ATTEMPTS = 3
+
+
 def main():
     module = AnsibleModule(argument_spec=dict(pattern=dict(type='str')), supports_check_mode=True)
     pattern = module.params['pattern']
@@ -92,7 +99,12 @@ def main():
     systemctl = module.get_bin_path('systemctl', required=True)
     outputs = []
     for args in (LIST_UNITS, LIST_UNIT_FILES):
-        rc, out, err = module.run_command([systemctl] + args, environ_update={'LC_ALL': 'C'})
+        # A busy host's systemd may answer after systemctl's default 25 s: wait longer, and retry a
+        # call that still timed out (the listings only read).
+        for _attempt in range(BUS_ATTEMPTS):
+            rc, out, err = module.run_command([systemctl] + args, environ_update=ENVIRONMENT)
+            if rc == 0 or 'timed out' not in err:
+                break
         if rc != 0:
             module.fail_json(msg="systemctl %s failed (rc %d): %s (service_states needs systemd as the init system)"
                              % (args[0], rc, err.strip()))
