@@ -18,6 +18,8 @@ document. Subcommands:
                          completions 0.15 s apart until the file MARKER exists, then AFTER more
                          (at most 400 in all): status and answering stand-in of each
   tls12                  whether a TLS 1.2 handshake is refused
+  cert CERT              one chat completion (deepseek-r1) presenting the client certificate
+                         CERT.crt / CERT.key and no key: its status
 """
 import http.client
 import json
@@ -243,6 +245,11 @@ def main():
         out = split(*args)
     elif command == "load":
         out = load(args[0], args[1], int(args[2]))
+    elif command == "cert":
+        conn = connect(args[0])
+        body = json.dumps({"model": "deepseek-r1", "messages": [{"role": "user", "content": "hi"}]}).encode()
+        out = {"status": request(conn, "POST", "/v1/chat/completions", None, body)[0].status}
+        conn.close()
     else:
         out = tls12()
     print(json.dumps(out))
