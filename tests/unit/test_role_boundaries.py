@@ -8,6 +8,9 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
+
+from test_role_phases import SET_FACT, tasks_in
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLES = sorted(p.name for p in (ROOT / "roles").iterdir() if (p / "tasks").is_dir())
@@ -58,21 +61,11 @@ def test_playbooks_read_no_roles_private_variables():
 
 def set_fact_names(node):
     """Every variable name a task list sets with set_fact, blocks included."""
-    names = []
-    if isinstance(node, list):
-        for item in node:
-            names += set_fact_names(item)
-    elif isinstance(node, dict):
-        args = node.get("ansible.builtin.set_fact", node.get("set_fact"))
-        if isinstance(args, dict):
-            names += [key for key in args if key != "cacheable"]
-        for key in ("block", "rescue", "always"):
-            names += set_fact_names(node.get(key, []))
-    return names
+    return [key for task in tasks_in(node) for arg in (task.get(k) for k in SET_FACT) if isinstance(arg, dict)
+            for key in arg if key != "cacheable"]
 
 
 def public_facts(role):
-    import yaml
     names = set()
     for path in sorted((ROOT / "roles" / role / "tasks").glob("*.yml")):
         names.update(n for n in set_fact_names(yaml.safe_load(path.read_text()) or []) if not n.startswith("_"))
