@@ -110,10 +110,32 @@ def write_once(path, text):
         os.unlink(tmp)
 
 
-def issue(prefix, output_path, stored_hash=None, check_mode=False):
+def read_key_file(path, prefix):
+    """The key in an existing key file, checked against the collection's format and ``prefix``."""
+    try:
+        with open(path) as handle:
+            key = handle.read().strip()
+    except OSError as exc:
+        raise SecretError("cannot read the API key file %s: %s" % (path, exc.strerror))
+    if not _KEY_RE.match(key):
+        raise SecretError("%s does not hold an API key of this collection's format" % path)
+    if key.split("_", 1)[0] != prefix:
+        raise SecretError("the API key in %s does not have the prefix %r" % (path, prefix))
+    return key
+
+
+def issue(prefix, output_path, stored_hash=None, check_mode=False, reuse=False):
     """Make sure an API key exists. With ``stored_hash`` (what the host has) nothing is generated.
-    Otherwise a key is made, written to ``output_path`` (0600) and only its hash returned."""
+    Otherwise a key is made, written to ``output_path`` (0600) and only its hash returned.
+
+    With ``reuse`` (a key several hosts check), a key already in ``output_path`` is the key: the
+    stored hash is kept when it matches it, else the hash of that key is returned (changed)."""
     check_prefix(prefix)
+    if reuse and os.path.exists(output_path):
+        key = read_key_file(output_path, prefix)
+        if stored_hash and verify_key(key, stored_hash):
+            return {"changed": False, "hash": stored_hash.strip(), "key_id": key_id_of(key), "output_path": None}
+        return {"changed": True, "hash": hash_key(key), "key_id": key_id_of(key), "output_path": None}
     if stored_hash:
         record = parse_hash(stored_hash)
         return {"changed": False, "hash": stored_hash.strip(), "key_id": record["key_id"], "output_path": None}

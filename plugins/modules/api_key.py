@@ -31,6 +31,15 @@ options:
   stored_hash:
     description: The hash the checking host already stores, if any. When set, no key is generated.
     type: str
+  reuse:
+    description:
+      - For a key that several hosts check (for example every site's gateway). When O(output_path)
+        already exists, the key in it is the key. Nothing is generated, the stored hash is kept if it
+        matches that key, and otherwise the hash of that key is returned (changed), also in check mode.
+      - The file must hold a key of this collection's format with O(prefix).
+    type: bool
+    default: false
+    version_added: 0.3.0
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -90,12 +99,13 @@ def main():
             prefix=dict(type="str", default="dsk"),
             output_path=dict(type="path", required=True),
             stored_hash=dict(type="str", no_log=False),
+            reuse=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
     try:
         result = issue(module.params["prefix"], module.params["output_path"], module.params["stored_hash"],
-                       check_mode=module.check_mode)
+                       check_mode=module.check_mode, reuse=module.params["reuse"])
     except SecretError as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(**result)

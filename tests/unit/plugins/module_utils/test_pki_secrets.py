@@ -183,3 +183,94 @@ def test_second_write_names_the_file(tmp_path):
     with pytest.raises(s.SecretError) as exc:
         s.write_once(str(out), "other\n")
     assert str(exc.value) == "%s exists; the key in it was already handed out" % out
+
+
+# Shared keys (reuse): one controller file, checked by several hosts.
+
+def write_key(path, key):
+    path.write_text(key + "\n")
+    return key
+
+
+def test_reuse_makes_the_key_when_no_file_exists(tmp_path):
+    out = tmp_path / "admin.key"
+    result = s.issue("dsk", str(out), reuse=True)
+    key = out.read_text().strip()
+    assert result["changed"] and result["output_path"] == str(out)
+    assert s.verify_key(key, result["hash"]) and result["key_id"] == s.key_id_of(key)
+
+
+def test_reuse_hashes_the_existing_file_for_a_host_without_a_hash(tmp_path):
+    out = tmp_path / "admin.key"
+    key = write_key(out, s.new_key("dsk", counting_bytes())[0])
+    for check_mode in (True, False):
+        result = s.issue("dsk", str(out), check_mode=check_mode, reuse=True)
+        assert result["changed"] is True and result["output_path"] is None
+        assert s.verify_key(key, result["hash"]) and result["key_id"] == s.key_id_of(key)
+    assert out.read_text() == key + "\n"
+
+
+def test_reuse_keeps_a_stored_hash_that_matches_the_file(tmp_path):
+    out = tmp_path / "admin.key"
+    key = write_key(out, s.new_key("dsk", counting_bytes())[0])
+    stored = s.hash_key(key, FIXED_SALT)
+    assert s.issue("dsk", str(out), stored_hash=stored + "\n", reuse=True) == {
+        "changed": False, "hash": stored, "key_id": s.key_id_of(key), "output_path": None}
+
+
+def test_reuse_replaces_a_stored_hash_of_another_key(tmp_path):
+    out = tmp_path / "admin.key"
+    old_key = s.new_key("dsk", counting_bytes())[0]
+    key = write_key(out, s.new_key("dsk")[0])
+    result = s.issue("dsk", str(out), stored_hash=s.hash_key(old_key, FIXED_SALT), reuse=True)
+    assert result["changed"] is True and s.verify_key(key, result["hash"])
+    assert not s.verify_key(old_key, result["hash"])
+
+
+def test_without_reuse_an_existing_file_is_not_read(tmp_path):
+    out = tmp_path / "admin.key"
+    out.write_text("not a key\n")
+    key = s.new_key("dsk", counting_bytes())[0]
+    stored = s.hash_key(key, FIXED_SALT)
+    assert s.issue("dsk", str(out), stored_hash=stored)["hash"] == stored
+    with pytest.raises(s.SecretError, match="exists; the key in it was already handed out"):
+        s.issue("dsk", str(out))
+
+
+def test_reuse_with_a_stored_hash_and_no_file_generates_nothing(tmp_path):
+    out = tmp_path / "admin.key"
+    key = s.new_key("dsk", counting_bytes())[0]
+    stored = s.hash_key(key, FIXED_SALT)
+    assert s.issue("dsk", str(out), stored_hash=stored, reuse=True)["changed"] is False
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("content, prefix, message", [
+    ("not a key", "dsk", "%s does not hold an API key of this collection's format"),
+    ("dsk_010101010101_" + "A" * 42, "dsk", "%s does not hold an API key of this collection's format"),
+    ("svc_010101010101_" + "A" * 43, "dsk", "the API key in %s does not have the prefix 'dsk'"),
+])
+def test_reuse_refuses_a_file_that_is_not_a_key_of_the_prefix(tmp_path, content, prefix, message):
+    out = tmp_path / "admin.key"
+    out.write_text(content + "\n")
+    with pytest.raises(s.SecretError) as exc:
+        s.issue(prefix, str(out), reuse=True)
+    assert str(exc.value) == message % out
+
+
+def test_reuse_names_an_unreadable_file(tmp_path):
+    out = tmp_path / "admin.key"
+    out.mkdir()
+    with pytest.raises(s.SecretError, match=r"^cannot read the API key file %s: " % out):
+        s.issue("dsk", str(out), reuse=True)
+
+
+def test_module_reuse_option(tmp_path, capsys):
+    out = tmp_path / "shared.key"
+    key = write_key(out, s.new_key("dsk")[0])
+    with patch_module_args({"prefix": "dsk", "output_path": str(out), "reuse": True}):
+        with pytest.raises(SystemExit):
+            api_key.main()
+    result = json.loads(capsys.readouterr().out)
+    assert result["changed"] is True and s.verify_key(key, result["hash"])
+    assert key not in json.dumps(result)
