@@ -15,7 +15,9 @@ description:
     (V(node), V(inference), V(gateway)) with a target per host of that part's group, labelled C(instance) (the host,
     or host/instance for engines), C(host), C(site) and, for engines, C(engine)."
   - "The targets are the public facts the roles' read-only preflights publish: C(node_exporter_target),
-    C(inference_metrics_targets), C(gateway_metrics_target). A host of a group whose fact is missing (None) was
+    C(inference_metrics_targets), C(gateway_metrics_target) (and C(gateway_url) for O(probe)).
+    A gateway's C(gateway_router_metrics) (C(pool), C(path) of each vllm-router) adds the job V(gateway_router): one
+    target per pool on the gateway's metrics server, at that path, labelled C(pool) and C(instance) host/pool. A host of a group whose fact is missing (None) was
     not read in this run, for example left out by C(--limit): the filter fails naming the host and the fact rather
     than dropping its targets. Malformed, loopback and duplicate targets fail naming the variable they come from."
   - Used by the C(monitoring) role.
@@ -39,6 +41,16 @@ options:
     description: Where Prometheus scrapes Alertmanager.
     type: str
     default: 127.0.0.1:9093
+  probe:
+    description:
+      - "The blackbox exporter that probes the gateways: C(exporter) (host:port, loopback allowed) and C(module).
+        Adds the job V(deepseek_gateway_probe): for each host of O(groups)'s V(deepseek_gateway_probe) list, the
+        target C(<gateway_url>/chat/completions) (the C(gateway_url) of its C(_input) entry, from the gateway's
+        C(gateway_endpoint) fact), labelled C(instance) and C(host) (the host) and C(site)."
+      - A missing C(gateway_url) fails like a missing fact above; a URL that is not https, or on loopback, fails
+        naming the host.
+    type: dict
+    version_added: 0.3.0
 """
 
 EXAMPLES = r"""
@@ -69,9 +81,9 @@ from ansible_collections.onprem.deepseek.plugins.module_utils._scrape_plan impor
 )
 
 
-def scrape_plan(hosts, groups, self_target="127.0.0.1:9090", alertmanager_target="127.0.0.1:9093"):
+def scrape_plan(hosts, groups, self_target="127.0.0.1:9090", alertmanager_target="127.0.0.1:9093", probe=None):
     try:
-        return scrape_jobs(hosts, groups, self_target, alertmanager_target)
+        return scrape_jobs(hosts, groups, self_target, alertmanager_target, probe=probe)
     except ScrapePlanError as exc:
         raise AnsibleFilterError("scrape_plan: %s" % exc)
 

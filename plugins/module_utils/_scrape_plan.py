@@ -20,22 +20,29 @@ JOB_ALERTMANAGER = "alertmanager"
 JOB_NODE = "node"
 JOB_INFERENCE = "inference"
 JOB_GATEWAY = "gateway"
+# Each pool's vllm-router, through its gateway's metrics server (gateway_router_metrics).
+JOB_GATEWAY_ROUTER = "gateway_router"
+# The blackbox exporter's authenticated completion through each probed gateway (SiteDown uses it).
+JOB_GATEWAY_PROBE = "deepseek_gateway_probe"
 
 # host:port, host a name, an IPv4 address or a bracketed IPv6 address.
 _TARGET = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):([0-9]{1,5})$")
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9_.:/-]*$")
+# https://host[:port]/path, host as in _TARGET.
+_HTTPS_URL = re.compile(r"^https://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*)(?::([0-9]{1,5}))?(/[A-Za-z0-9_./-]*)?$")
 
 
 class ScrapePlanError(ValueError):
     pass
 
 
-def check_target(target, what):
-    """Return target (host:port) when well formed, else raise naming what it is."""
+def check_target(target, what, loopback=False):
+    """Return target (host:port) when well formed, else raise naming what it is. Loopback only
+    where ``loopback`` (a part that runs beside Prometheus)."""
     m = _TARGET.match(target) if isinstance(target, str) else None
     if not m or not 1 <= int(m.group(2)) <= 65535:
         raise ScrapePlanError("%s: %r is not host:port (a port from 1 to 65535)" % (what, target))
-    if m.group(1) in ("127.0.0.1", "[::1]", "localhost"):
+    if not loopback and m.group(1) in ("127.0.0.1", "[::1]", "localhost"):
         raise ScrapePlanError("%s: %r listens on loopback only, which Prometheus on another host cannot reach" % (what, target))
     return target
 
@@ -46,20 +53,85 @@ def _label(value, what):
     return value
 
 
+def check_probe_url(url, what):
+    """Return url when it is an https URL of a host other than loopback, else raise naming what it is."""
+    m = _HTTPS_URL.match(url) if isinstance(url, str) else None
+    if not m or (m.group(2) is not None and not 1 <= int(m.group(2)) <= 65535):
+        raise ScrapePlanError("%s: %r is not an https://host[:port]/path URL" % (what, url))
+    if m.group(1) in ("127.0.0.1", "[::1]", "localhost"):
+        raise ScrapePlanError("%s: %r is on loopback, which the blackbox exporter on another host cannot reach" % (what, url))
+    return url
+
+
+def router_job(hosts_by_name, names):
+    """The routers' job: for each gateway that publishes ``gateway_router_metrics``, one target per
+    pool on its metrics server (``gateway_metrics_target``), at the pool's path."""
+    configs = []
+    for name in sorted(set(names)):
+        host = hosts_by_name[name]
+        if not host.get("gateway_metrics_target"):
+            continue
+        for item in host.get("gateway_router_metrics") or []:
+            pool = _label(item.get("pool"), "%s: gateway_router_metrics pool" % name)
+            path = item.get("path")
+            if not isinstance(path, str) or not re.match(r"^/[A-Za-z0-9_./-]*$", path):
+                raise ScrapePlanError("%s: gateway_router_metrics[%s]: %r is not a URL path" % (name, pool, path))
+            configs.append({"targets": [host["gateway_metrics_target"]],
+                            "labels": {"__metrics_path__": path, "host": name, "instance": "%s/%s" % (name, pool),
+                                       "pool": pool, "site": host.get("site") or ""}})
+    if not configs:
+        return None
+    return {"job_name": JOB_GATEWAY_ROUTER, "static_configs": configs}
+
+
+def probe_job(hosts_by_name, names, exporter, module):
+    """The blackbox job: one authenticated completion per gateway in ``names`` through the
+    exporter at ``exporter`` (host:port) with ``module``; each target keeps host, site and
+    instance (the host) as labels."""
+    targets = {}
+    for name in sorted(set(names)):
+        host = hosts_by_name.get(name)
+        if host is None:
+            raise ScrapePlanError("host %s of the %s targets is not in the inventory's hosts" % (name, JOB_GATEWAY_PROBE))
+        url = host.get("gateway_url")
+        if url is None:
+            raise ScrapePlanError(
+                "%s: gateway_endpoint is unknown: its read-only preflight did not run in this play (left out by --limit?); "
+                "run with every monitored host, or without --limit" % name)
+        what = "%s: gateway_endpoint.url (from gateway_url)" % name
+        target = check_probe_url(url.rstrip("/") + "/chat/completions" if isinstance(url, str) else url, what)
+        if target in targets:
+            raise ScrapePlanError("%s: %s is also probed for %s" % (name, target, targets[target]["host"]))
+        targets[target] = {"host": name, "instance": name,
+                           "site": _label(host.get("site") or "", "%s: deepseek_site" % name)}
+    if not targets:
+        return None
+    job = _group(JOB_GATEWAY_PROBE, targets)
+    job.update({"metrics_path": "/probe", "params": {"module": [_label(module, "probe module")]},
+                "relabel_configs": [
+                    {"source_labels": ["__address__"], "target_label": "__param_target"},
+                    {"target_label": "__address__", "replacement": check_target(exporter, "blackbox exporter", loopback=True)}]})
+    return job
+
+
 def _group(job, targets):
     """One static_config per target, so each keeps its own labels; sorted for a stable file."""
     configs = [{"targets": [t], "labels": dict(sorted(labels.items()))} for t, labels in sorted(targets.items())]
     return {"job_name": job, "static_configs": configs}
 
 
-def scrape_jobs(hosts, groups, self_target="127.0.0.1:9090", alertmanager_target="127.0.0.1:9093"):
+def scrape_jobs(hosts, groups, self_target="127.0.0.1:9090", alertmanager_target="127.0.0.1:9093", probe=None):
     """The scrape_configs of prometheus.yml.
 
     hosts: one dict per inventory host: ``name``, ``site`` and the public facts of its parts
     (``node_exporter_target``, ``inference_metrics_targets``, ``gateway_metrics_target``), None
     when the host was not read in this run.
     groups: job name to the names of the hosts that must bring targets to it (node: every node;
-    inference: the inference nodes; gateway: the gateways).
+    inference: the inference nodes; gateway: the gateways, whose ``gateway_router_metrics`` (pool
+    and path of each vllm-router) also make the job gateway_router; deepseek_gateway_probe: the
+    gateways the blackbox exporter probes, whose ``gateway_url`` it calls).
+    probe: None, or ``{"exporter": host:port, "module": name}`` of the blackbox exporter that
+    probes the gateways of ``groups["deepseek_gateway_probe"]``.
     """
     by_name = {}
     for host in hosts:
@@ -107,4 +179,11 @@ def scrape_jobs(hosts, groups, self_target="127.0.0.1:9090", alertmanager_target
                 add(targets, value, dict(base, instance=name), "%s: %s (from %s)" % (name, fact, source))
         if targets:
             jobs.append(_group(job, targets))
+    router = router_job(by_name, groups.get(JOB_GATEWAY, []))
+    if router is not None:
+        jobs.append(router)
+    if probe is not None:
+        job = probe_job(by_name, groups.get(JOB_GATEWAY_PROBE, []), probe.get("exporter"), probe.get("module"))
+        if job is not None:
+            jobs.append(job)
     return jobs

@@ -199,10 +199,10 @@ def fixture_families():
         counter("onprem_gateway_upstream_failures_total", dict(gw, upstream="main"), 0.05)
         for kind, per_second in (("prompt", 3000), ("completion", 700)):
             counter("onprem_gateway_tokens_total", dict(gw, model=MODEL, kind=kind), per_second)
-    # blackbox_exporter's probes of each site's public endpoint (job deepseek_gateway_probe,
-    # instance the URL, site the site probed).
-    for site, url in (("site_a", "https://gw.site-a.bank.internal/health"), ("site_b", "https://gw.site-b.bank.internal/health")):
-        probe = {"instance": url, "job": "deepseek_gateway_probe", "site": site}
+    # blackbox_exporter's probes of each site's gateway, labelled as the monitoring role's scrape
+    # plan labels them (job deepseek_gateway_probe; instance and host the gateway host, its site).
+    for site, host in (("site_a", "gw-a1"), ("site_b", "gw-b1")):
+        probe = {"instance": host, "host": host, "job": "deepseek_gateway_probe", "site": site}
         gauge("probe_success", probe, 1, 0)
         gauge("probe_duration_seconds", probe, 0.08)
         gauge("probe_ssl_earliest_cert_expiry", probe, END + 45 * 86400, 0)

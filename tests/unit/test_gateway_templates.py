@@ -116,13 +116,28 @@ def test_with_vllm_router_each_pool_goes_to_its_router_on_loopback():
     assert not re.search(r"10\.0\.1\.2[123]", text)
     moved = render(gateway_router="vllm-router", gateway_router_port=31000)
     assert upstreams(moved)["gw_up_canary"] == ["server 127.0.0.1:31001;", "keepalive 16;"]
-    # Everything else (routes, keys, limits, audit) is the same in both modes, but /health: the
-    # router's /readiness answers for the pool.
+    # Everything else (routes, keys, limits, audit) is the same in both modes, but /health (the
+    # router's /readiness answers for the pool) and the routers' metrics on the metrics server.
     outside = re.compile(r"\n    upstream \S+ \{\n.*?\n    \}(?=\n)", re.S)
     health = re.compile(r"location = /health \{.*?\n        \}", re.S)
-    assert health.sub("", outside.sub("", text)) == health.sub("", outside.sub("", render()))
+    routers = re.compile(r"\n        # Pool \S+'s router serves.*?\n        \}", re.S)
+    assert routers.sub("", health.sub("", outside.sub("", text))) == health.sub("", outside.sub("", render()))
     assert "proxy_pass http://$gw_upstream/readiness;" in health.search(text).group(0)
     assert "proxy_pass http://$gw_upstream$gw_route;" in health.search(render()).group(0)
+
+
+def test_each_routers_metrics_pass_through_the_metrics_server_to_the_allowed_addresses_only():
+    text = render(gateway_router="vllm-router", gateway_metrics_listen="10.0.1.12:9145",
+                  gateway_metrics_allow=["127.0.0.1", "10.0.2.11"])
+    metrics_server = text.split("listen 10.0.1.12:9145;", 1)[1]
+    locations = re.findall(r"location = (/router/\S+/metrics) \{(.*?)\n        \}", metrics_server, re.S)
+    assert [(path, [line.strip() for line in body.strip().splitlines()]) for path, body in locations] == [
+        ("/router/main/metrics", ["allow 127.0.0.1;", "allow 10.0.2.11;", "deny all;",
+                                  "proxy_pass http://127.0.0.1:29000/metrics;"]),
+        ("/router/canary/metrics", ["allow 127.0.0.1;", "allow 10.0.2.11;", "deny all;",
+                                    "proxy_pass http://127.0.0.1:29001/metrics;"]),
+    ]
+    assert "/router/" not in render(gateway_metrics_listen="10.0.1.12:9145")
 
 
 def test_gixy_finds_nothing_medium_or_high_with_the_routers(tmp_path):

@@ -180,3 +180,132 @@ def test_no_site_and_no_engine_give_empty_labels():
                         {"node": ["a1"], "inference": ["a1"]})
     assert jobs["node"][0]["labels"] == {"host": "a1", "instance": "a1", "site": ""}
     assert jobs["inference"][0]["labels"] == {"host": "a1", "instance": "a1/main", "runtime": "", "site": ""}
+
+
+# The blackbox job: one authenticated completion per probed gateway.
+
+PROBE = {"exporter": "127.0.0.1:9115", "module": "deepseek_completion"}
+
+
+def probed(url_a2="https://10.0.1.12/v1", url_b1="https://10.0.2.11:8443/v1/", names=("a2", "b1")):
+    hosts = [dict(h) for h in HOSTS]
+    hosts[1]["gateway_url"] = url_a2
+    hosts[2]["gateway_url"] = url_b1
+    groups = dict(GROUPS, deepseek_gateway_probe=list(names))
+    return scrape_jobs(hosts, groups, probe=PROBE)
+
+
+def test_probe_job_calls_each_gateways_completion_route_through_the_exporter():
+    job = probed()[-1]
+    assert job == {
+        "job_name": "deepseek_gateway_probe",
+        "metrics_path": "/probe",
+        "params": {"module": ["deepseek_completion"]},
+        "static_configs": [
+            {"targets": ["https://10.0.1.12/v1/chat/completions"], "labels": {"host": "a2", "instance": "a2", "site": "site_a"}},
+            {"targets": ["https://10.0.2.11:8443/v1/chat/completions"],
+             "labels": {"host": "b1", "instance": "b1", "site": "site_b"}},
+        ],
+        "relabel_configs": [
+            {"source_labels": ["__address__"], "target_label": "__param_target"},
+            {"target_label": "__address__", "replacement": "127.0.0.1:9115"},
+        ],
+    }
+
+
+def test_no_probe_without_the_option_or_without_probed_gateways():
+    assert [j["job_name"] for j in scrape_jobs(HOSTS, GROUPS)][-1] == "gateway"
+    assert [j["job_name"] for j in probed(names=())][-1] == "gateway"
+
+
+def test_probe_of_a_gateway_not_read_in_this_run_is_refused():
+    with pytest.raises(ScrapePlanError, match=r"^b1: gateway_endpoint is unknown: its read-only preflight did not run"):
+        probed(url_b1=None)
+    with pytest.raises(ScrapePlanError, match=r"^host zz of the deepseek_gateway_probe targets is not in the inventory's hosts$"):
+        probed(names=("a2", "zz"))
+
+
+@pytest.mark.parametrize("url", [
+    "http://10.0.1.12/v1", "https://10.0.1.12:0/v1", "https://10.0.1.12:65536/v1", "https:///v1", "10.0.1.12/v1",
+    "https://10.0.1.12/v1?x=1", 42,
+])
+def test_probe_url_must_be_https_host_port_path(url):
+    with pytest.raises(ScrapePlanError) as exc:
+        probed(url_a2=url)
+    assert str(exc.value) == "a2: gateway_endpoint.url (from gateway_url): %r is not an https://host[:port]/path URL" % (
+        url.rstrip("/") + "/chat/completions" if isinstance(url, str) else url,)
+
+
+@pytest.mark.parametrize("url", ["https://10.0.1.12:1/v1", "https://10.0.1.12:65535/v1", "https://[fd00::1]/v1",
+                                 "https://gw.example.test/v1"])
+def test_probe_url_port_bounds_and_hosts(url):
+    configs = probed(url_a2=url)[-1]["static_configs"]
+    assert [c["targets"][0] for c in configs if c["labels"]["host"] == "a2"] == [url + "/chat/completions"]
+
+
+@pytest.mark.parametrize("host_part", ["127.0.0.1", "[::1]", "localhost"])
+def test_probe_url_on_loopback_is_refused(host_part):
+    with pytest.raises(ScrapePlanError, match="is on loopback, which the blackbox exporter on another host cannot reach"):
+        probed(url_a2="https://%s/v1" % host_part)
+
+
+def test_two_gateways_with_one_url_are_refused():
+    with pytest.raises(ScrapePlanError, match=r"^b1: https://10.0.1.12/v1/chat/completions is also probed for a2$"):
+        probed(url_b1="https://10.0.1.12/v1")
+
+
+def test_probe_exporter_may_be_loopback_but_must_be_host_port():
+    hosts = [dict(h) for h in HOSTS]
+    hosts[1]["gateway_url"] = "https://10.0.1.12/v1"
+    groups = dict(GROUPS, deepseek_gateway_probe=["a2"])
+    job = scrape_jobs(hosts, groups, probe={"exporter": "10.0.2.11:9115", "module": "m"})[-1]
+    assert job["relabel_configs"][1]["replacement"] == "10.0.2.11:9115" and job["params"] == {"module": ["m"]}
+    with pytest.raises(ScrapePlanError, match=r"^blackbox exporter: '127.0.0.1' is not host:port"):
+        scrape_jobs(hosts, groups, probe={"exporter": "127.0.0.1", "module": "m"})
+    with pytest.raises(ScrapePlanError, match=r"^probe module: 'a b' is not a label value"):
+        scrape_jobs(hosts, groups, probe={"exporter": "127.0.0.1:9115", "module": "a b"})
+    bad_site = [dict(h) for h in hosts]
+    bad_site[1]["site"] = "site a"
+    with pytest.raises(ScrapePlanError, match=r"^a2: deepseek_site: 'site a' is not a label value"):
+        scrape_jobs(bad_site, groups, probe=PROBE)
+
+
+# Each pool's vllm-router, through its gateway's metrics server.
+
+def with_routers(routers, metrics_target="10.0.1.12:9145"):
+    hosts = [dict(h) for h in HOSTS]
+    hosts[1]["gateway_router_metrics"] = routers
+    hosts[1]["gateway_metrics_target"] = metrics_target
+    return scrape_jobs(hosts, GROUPS)
+
+
+def test_router_job_scrapes_each_pool_at_its_path_on_the_gateways_metrics_server():
+    plan = with_routers([{"pool": "main", "path": "/router/main/metrics"}, {"pool": "canary", "path": "/router/canary/metrics"}])
+    assert [j["job_name"] for j in plan][-2:] == ["gateway", "gateway_router"]
+    assert plan[-1] == {"job_name": "gateway_router", "static_configs": [
+        {"targets": ["10.0.1.12:9145"], "labels": {"__metrics_path__": "/router/main/metrics", "host": "a2",
+                                                   "instance": "a2/main", "pool": "main", "site": "site_a"}},
+        {"targets": ["10.0.1.12:9145"], "labels": {"__metrics_path__": "/router/canary/metrics", "host": "a2",
+                                                   "instance": "a2/canary", "pool": "canary", "site": "site_a"}},
+    ]}
+
+
+@pytest.mark.parametrize("routers", [None, []])
+def test_no_router_job_without_routers(routers):
+    assert [j["job_name"] for j in with_routers(routers)][-1] == "gateway"
+
+
+def test_no_router_job_for_a_gateway_without_a_metrics_target():
+    assert [j["job_name"] for j in with_routers([{"pool": "main", "path": "/router/main/metrics"}], "")][-1] == "inference"
+
+
+@pytest.mark.parametrize("item, message", [
+    ({"pool": "a b", "path": "/router/a/metrics"}, "a2: gateway_router_metrics pool: 'a b' is not a label value"),
+    ({"pool": "main", "path": "router/main"}, "a2: gateway_router_metrics[main]: 'router/main' is not a URL path"),
+    ({"pool": "main", "path": "/r?x=1"}, "a2: gateway_router_metrics[main]: '/r?x=1' is not a URL path"),
+    ({"pool": "main"}, "a2: gateway_router_metrics[main]: None is not a URL path"),
+])
+def test_router_entries_are_checked(item, message):
+    with pytest.raises(ScrapePlanError) as exc:
+        with_routers([item])
+    assert str(exc.value).startswith(message)
