@@ -20,10 +20,14 @@ document. Subcommands:
   tls12                  whether a TLS 1.2 handshake is refused
   cert CERT              one chat completion (deepseek-r1) presenting the client certificate
                          CERT.crt / CERT.key and no key: its status
+  router-counts BEFORE AFTER
+                         from two JSON lists of {pool, metrics} (a router's /metrics text): the
+                         requests each pool's router passed to each server in between
 """
 import http.client
 import json
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -77,7 +81,7 @@ def read_key(path):
 def matrix(policy_path, key_dir, cert_dir):
     with open(policy_path) as f:
         policy = json.load(f)
-    keys = {name: read_key(os.path.join(key_dir, "mol-gw-a1-%s.key" % name)) for name in ("admin", "analyst", "former")}
+    keys = {name: read_key(os.path.join(key_dir, "%s.key" % name)) for name in ("admin", "analyst", "former")}
     keys["unknown"] = _pki_secrets.new_key("dsk")[0]
     certs = {who: os.path.join(cert_dir, name) for who, name in CERTIFICATES.items()}
     cases = [("GET", "/v1/models", None), ("GET", "/health", None)]
@@ -182,7 +186,7 @@ def split(policy_path, splits_path, key_dir):
     out = {}
     conn = connect()
     for who in ("admin", "analyst", "burst"):
-        key = read_key(os.path.join(key_dir, "mol-gw-a1-%s.key" % who))
+        key = read_key(os.path.join(key_dir, "%s.key" % who))
         answers = []
         for _i in range(4):
             answers.append(chat(conn, key))
@@ -229,6 +233,28 @@ def tls12():
         return {"refused": "PROTOCOL_VERSION" in str(exc), "error": str(exc)}
 
 
+def processed_per_worker(metrics_text):
+    """vllm_router_processed_requests_total per worker, from a router's /metrics."""
+    counts = {}
+    for line in metrics_text.splitlines():
+        match = re.match(r'vllm_router_processed_requests_total\{worker="([^"]+)"\} (\S+)$', line)
+        if match:
+            counts[match.group(1)] = float(match.group(2))
+    return counts
+
+
+def router_counts(before_path, after_path):
+    with open(before_path) as f:
+        before = {item["pool"]: processed_per_worker(item["metrics"]) for item in json.load(f)}
+    with open(after_path) as f:
+        after = {item["pool"]: processed_per_worker(item["metrics"]) for item in json.load(f)}
+    out = {}
+    for pool, counts in after.items():
+        sent = {worker: n - before.get(pool, {}).get(worker, 0.0) for worker, n in counts.items()}
+        out[pool] = {worker: n for worker, n in sent.items() if n > 0}
+    return out
+
+
 def main():
     command, args = sys.argv[1], sys.argv[2:]
     if command == "matrix":
@@ -245,6 +271,8 @@ def main():
         out = split(*args)
     elif command == "load":
         out = load(args[0], args[1], int(args[2]))
+    elif command == "router-counts":
+        out = router_counts(*args)
     elif command == "cert":
         conn = connect(args[0])
         body = json.dumps({"model": "deepseek-r1", "messages": [{"role": "user", "content": "hi"}]}).encode()
