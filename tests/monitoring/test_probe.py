@@ -238,7 +238,7 @@ def test_a_missing_key_fails_a_run_naming_the_variable_and_is_predicted_in_check
     proc, report = role_run(tmp_path, missing)
     assert proc.returncode != 0
     failed = [h["msg"] for t in report["plays"][0]["tasks"] for h in t["hosts"].values() if h.get("failed")]
-    assert len(failed) == 1 and failed[0].startswith("monitoring_probe_key_file: %s does not exist on the controller" % missing)
+    assert len(failed) == 1 and failed[0].startswith("monitoring_probe_key_file: %s does not exist on localhost" % missing)
     assert not (tmp_path / "probe").exists()
 
 
