@@ -20,6 +20,9 @@ document. Subcommands:
   tls12                  whether a TLS 1.2 handshake is refused
   cert CERT              one chat completion (deepseek-r1) presenting the client certificate
                          CERT.crt / CERT.key and no key: its status
+  same-policy A B        whether two gateways' compiled policies grant the same: equal but for each
+                         stored key hash's own salt and digest (each host salts its hash of a
+                         shared key itself) and the generation computed over them
   router-counts BEFORE AFTER
                          from two JSON lists of {pool, metrics} (a router's /metrics text): the
                          requests each pool's router passed to each server in between
@@ -233,6 +236,21 @@ def tls12():
         return {"refused": "PROTOCOL_VERSION" in str(exc), "error": str(exc)}
 
 
+def policy_without_salts(path):
+    with open(path) as f:
+        policy = json.load(f)
+    policy.pop("generation", None)
+    policy["keys"] = {key_id: {k: v for k, v in entry.items() if k not in ("salt", "hash")}
+                      for key_id, entry in policy["keys"].items()}
+    return policy
+
+
+def same_policy(path_a, path_b):
+    a, b = policy_without_salts(path_a), policy_without_salts(path_b)
+    return {"same": a == b, "differ": sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k)),
+            "keys": len(a["keys"])}
+
+
 def processed_per_worker(metrics_text):
     """vllm_router_processed_requests_total per worker, from a router's /metrics."""
     counts = {}
@@ -271,6 +289,8 @@ def main():
         out = split(*args)
     elif command == "load":
         out = load(args[0], args[1], int(args[2]))
+    elif command == "same-policy":
+        out = same_policy(*args)
     elif command == "router-counts":
         out = router_counts(*args)
     elif command == "cert":
