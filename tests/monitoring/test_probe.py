@@ -175,6 +175,9 @@ def test_the_probe_passes_with_the_copied_key_and_fails_when_a_gateway_check_wou
     copied = tmp_path / "probe" / "api.key"
     assert copied.read_text().strip() == KEY and oct(copied.stat().st_mode & 0o777) == "0o640"
     assert KEY not in proc.stdout
+    # The exporter (user prometheus) reads a copy of the CA beside its key, not the pki role's file.
+    ca_copy = tmp_path / "probe" / "ca.pem"
+    assert ca_copy.read_text() == (pki / "ca.pem").read_text() and oct(ca_copy.stat().st_mode & 0o777) == "0o640"
     port = exporter()
     server = serve(pki)
     try:
@@ -258,3 +261,14 @@ def test_a_module_the_exporter_refuses_is_not_written(tmp_path, pki):
     assert proc.returncode != 0 and "failed to validate" in proc.stdout
     assert (tmp_path / "blackbox.yml").read_text() == before
     assert os.path.exists(tmp_path / "probe" / "api.key")
+
+
+def test_a_missing_ca_file_fails_a_run_naming_the_variable(tmp_path, pki):
+    key_file = tmp_path / "probe.key"
+    key_file.write_text(KEY + "\n")
+    proc, report = role_run(tmp_path, key_file, ca="no-such-ca")
+    assert proc.returncode != 0
+    failed = [h["msg"] for t in report["plays"][0]["tasks"] for h in t["hosts"].values() if h.get("failed")]
+    assert len(failed) == 1 and failed[0].startswith(
+        "monitoring_probe_ca_file: %s does not exist on mon" % (tmp_path / "pki" / "no-such-ca.pem")), failed
+    assert not (tmp_path / "blackbox.yml").exists()
