@@ -88,8 +88,11 @@ def matrix(policy_path, key_dir, cert_dir):
     keys["unknown"] = _pki_secrets.new_key("dsk")[0]
     certs = {who: os.path.join(cert_dir, name) for who, name in CERTIFICATES.items()}
     cases = [("GET", "/v1/models", None), ("GET", "/health", None)]
-    for route in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings"):
-        cases += [("POST", route, {"model": m, "messages": [{"role": "user", "content": "hi"}]}) for m in MODELS]
+    # Each route's own body: vllm-router (site B) checks it against the OpenAI schema (422 otherwise).
+    bodies = {"/v1/chat/completions": {"messages": [{"role": "user", "content": "hi"}]},
+              "/v1/completions": {"prompt": "hi"}, "/v1/embeddings": {"input": "hi"}}
+    for route, body in bodies.items():
+        cases += [("POST", route, dict(body, model=m)) for m in MODELS]
     cases.append(("POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "no model"}]}))
     results = []
     for who in PRINCIPALS:
