@@ -17,9 +17,10 @@ description:
   - "The targets are the public facts the roles' read-only preflights publish: C(node_exporter_target),
     C(inference_metrics_targets), C(gateway_metrics_target) (and C(gateway_url) for O(probe)).
     A gateway's C(gateway_router_metrics) (C(pool), C(path) of each vllm-router) adds the job V(gateway_router): one
-    target per pool on the gateway's metrics server, at that path, labelled C(pool) and C(instance) host/pool. A host of a group whose fact is missing (None) was
-    not read in this run, for example left out by C(--limit): the filter fails naming the host and the fact rather
-    than dropping its targets. Malformed, loopback and duplicate targets fail naming the variable they come from."
+    target per pool on the gateway's metrics server, at that path, labelled C(pool) and C(instance) host/pool.
+    A host of a group whose fact is missing (None) was not read in this run, for example left out by C(--limit):
+    the filter fails naming the host and the fact rather than dropping its targets. Malformed, loopback and
+    duplicate targets fail naming the variable they come from."
   - Used by the C(monitoring) role.
 positional: _input
 options:

@@ -140,7 +140,7 @@ def exporter(tmp_path):
                                  "--web.listen-address=127.0.0.1:%d" % port],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         procs.append(proc)
-        for _ in range(100):
+        for _attempt in range(100):
             try:
                 urllib.request.urlopen("http://127.0.0.1:%d/-/healthy" % port, timeout=1).read()
                 return port
