@@ -274,3 +274,11 @@ def test_module_reuse_option(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["changed"] is True and s.verify_key(key, result["hash"])
     assert key not in json.dumps(result)
+
+
+def test_check_mode_predicts_a_new_key_and_writes_nothing(tmp_path):
+    out = tmp_path / "admin.key"
+    for reuse in (False, True):
+        assert s.issue("dsk", str(out), check_mode=True, reuse=reuse) == {
+            "changed": True, "hash": None, "key_id": None, "output_path": str(out)}
+    assert not out.exists()

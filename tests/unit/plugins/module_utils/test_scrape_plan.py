@@ -309,3 +309,31 @@ def test_router_entries_are_checked(item, message):
     with pytest.raises(ScrapePlanError) as exc:
         with_routers([item])
     assert str(exc.value).startswith(message)
+
+
+def test_a_gateway_without_metrics_target_does_not_hide_the_next_ones_routers():
+    hosts = [dict(h) for h in HOSTS] + [dict(host("a3", node="10.0.1.13:9100", gateway="10.0.1.13:9145"))]
+    hosts[1]["gateway_metrics_target"] = ""
+    hosts[1]["gateway_router_metrics"] = [{"pool": "main", "path": "/router/main/metrics"}]
+    hosts[3]["gateway_router_metrics"] = [{"pool": "Main", "path": "/Router/Main/metrics"}]
+    groups = dict(GROUPS, node=GROUPS["node"] + ["a3"], gateway=["a2", "a3"])
+    router = scrape_jobs(hosts, groups)[-1]
+    assert router["job_name"] == "gateway_router"
+    assert [(c["targets"], c["labels"]["instance"], c["labels"]["__metrics_path__"]) for c in router["static_configs"]] == [
+        (["10.0.1.13:9145"], "a3/Main", "/Router/Main/metrics")]
+
+
+def test_probe_without_a_probed_group_adds_no_job():
+    hosts = [dict(h) for h in HOSTS]
+    assert [j["job_name"] for j in scrape_jobs(hosts, GROUPS, probe=PROBE)][-1] == "gateway"
+
+
+def test_probe_error_messages_in_full():
+    with pytest.raises(ScrapePlanError) as exc:
+        probed(url_b1=None)
+    assert str(exc.value) == ("b1: gateway_endpoint is unknown: its read-only preflight did not run in this play "
+                              "(left out by --limit?); run with every monitored host, or without --limit")
+    with pytest.raises(ScrapePlanError) as exc:
+        probed(url_a2="https://localhost/v1")
+    assert str(exc.value) == ("a2: gateway_endpoint.url (from gateway_url): 'https://localhost/v1/chat/completions' is on "
+                              "loopback, which the blackbox exporter on another host cannot reach")
