@@ -107,3 +107,29 @@ def test_duration_is_bounded(bench):
     for text in ("6m", "0s", "ten"):
         with pytest.raises(Exception, match="duration"):
             bench.wrk_duration(text)
+
+
+class StandInHarness:
+    """What render_production takes from tests/gateway's harness: paths and free ports."""
+
+    LUA_DIR = Path("/stand-in/lua")
+    _next = [20000]
+
+    @staticmethod
+    def module_dir():
+        return "/stand-in/modules"
+
+    @classmethod
+    def free_port(cls):
+        cls._next[0] += 1
+        return cls._next[0]
+
+
+def test_the_benchmark_renders_the_roles_current_template(bench, tmp_path):
+    # The benchmark renders nginx.conf.j2 with the role's defaults and its own values, not
+    # Ansible: a template change that needs a role variable it lacks breaks it here first.
+    conf, variables = bench.render_production(StandInHarness, tmp_path, {"standin": 18080}, set(),
+                                              tmp_path / "policy.json", tmp_path / "splits.json")
+    assert "server 127.0.0.1:18080" in conf and str(tmp_path / "audit.log") in conf
+    assert variables["gateway_router"] == "nginx" and "/router/" not in conf
+    assert bench.tls_lines(conf)
