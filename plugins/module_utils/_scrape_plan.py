@@ -28,6 +28,7 @@ JOB_GATEWAY_PROBE = "deepseek_gateway_probe"
 # host:port, host a name, an IPv4 address or a bracketed IPv6 address.
 _TARGET = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):([0-9]{1,5})$")
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9_.:/-]*$")
+_LOOPBACK = ("127.0.0.1", "[::1]", "localhost")
 # https://host[:port]/path, host as in _TARGET.
 _HTTPS_URL = re.compile(r"^https://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*)(?::([0-9]{1,5}))?(/[A-Za-z0-9_./-]*)?$")
 
@@ -42,7 +43,7 @@ def check_target(target, what, loopback=False):
     m = _TARGET.match(target) if isinstance(target, str) else None
     if not m or not 1 <= int(m.group(2)) <= 65535:
         raise ScrapePlanError("%s: %r is not host:port (a port from 1 to 65535)" % (what, target))
-    if not loopback and m.group(1) in ("127.0.0.1", "[::1]", "localhost"):
+    if not loopback and m.group(1) in _LOOPBACK:
         raise ScrapePlanError("%s: %r listens on loopback only, which Prometheus on another host cannot reach" % (what, target))
     return target
 
@@ -53,12 +54,27 @@ def _label(value, what):
     return value
 
 
+def _fact_of(by_name, name, job, fact, published=None):
+    """The public fact a host of a job's group published, refusing a host not in the inventory
+    or not read in this run; ``published`` names the fact the role publishes, when ``fact`` is
+    read from inside it."""
+    host = by_name.get(name)
+    if host is None:
+        raise ScrapePlanError("host %s of the %s targets is not in the inventory's hosts" % (name, job))
+    value = host.get(fact)
+    if value is None:
+        raise ScrapePlanError(
+            "%s: %s is unknown: its read-only preflight did not run in this play (left out by --limit?); "
+            "run with every monitored host, or without --limit" % (name, published or fact))
+    return host, value
+
+
 def check_probe_url(url, what):
     """Return url when it is an https URL of a host other than loopback, else raise naming what it is."""
     m = _HTTPS_URL.match(url) if isinstance(url, str) else None
     if not m or (m.group(2) is not None and not 1 <= int(m.group(2)) <= 65535):
         raise ScrapePlanError("%s: %r is not an https://host[:port]/path URL" % (what, url))
-    if m.group(1) in ("127.0.0.1", "[::1]", "localhost"):
+    if m.group(1) in _LOOPBACK:
         raise ScrapePlanError("%s: %r is on loopback, which the blackbox exporter on another host cannot reach" % (what, url))
     return url
 
@@ -90,14 +106,7 @@ def probe_job(hosts_by_name, names, exporter, module):
     instance (the host) as labels."""
     targets = {}
     for name in sorted(set(names)):
-        host = hosts_by_name.get(name)
-        if host is None:
-            raise ScrapePlanError("host %s of the %s targets is not in the inventory's hosts" % (name, JOB_GATEWAY_PROBE))
-        url = host.get("gateway_url")
-        if url is None:
-            raise ScrapePlanError(
-                "%s: gateway_endpoint is unknown: its read-only preflight did not run in this play (left out by --limit?); "
-                "run with every monitored host, or without --limit" % name)
+        host, url = _fact_of(hosts_by_name, name, JOB_GATEWAY_PROBE, "gateway_url", "gateway_endpoint")
         what = "%s: gateway_endpoint.url (from gateway_url)" % name
         target = check_probe_url(url.rstrip("/") + "/chat/completions" if isinstance(url, str) else url, what)
         if target in targets:
@@ -158,14 +167,7 @@ def scrape_jobs(hosts, groups, self_target="127.0.0.1:9090", alertmanager_target
                               (JOB_GATEWAY, "gateway_metrics_target", "gateway_metrics_listen")):
         targets = {}
         for name in sorted(set(groups.get(job, []))):
-            host = by_name.get(name)
-            if host is None:
-                raise ScrapePlanError("host %s of the %s targets is not in the inventory's hosts" % (name, job))
-            value = host.get(fact)
-            if value is None:
-                raise ScrapePlanError(
-                    "%s: %s is unknown: its read-only preflight did not run in this play (left out by --limit?); "
-                    "run with every monitored host, or without --limit" % (name, fact))
+            host, value = _fact_of(by_name, name, job, fact)
             base = {"host": name, "site": _label(host.get("site") or "", "%s: deepseek_site" % name)}
             if job == JOB_INFERENCE:
                 for item in value:
