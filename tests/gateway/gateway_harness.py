@@ -47,9 +47,11 @@ class Engine(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, name, models):
+    def __init__(self, name, models, drop_posts=False):
+        """``drop_posts``: read each POST, then close the connection without an answer (an engine
+        that died while a request was in flight)."""
         super().__init__(("127.0.0.1", 0), EngineHandler)
-        self.name, self.models = name, models
+        self.name, self.models, self.drop_posts = name, models, drop_posts
         self.seen, self.holding, self.waits = [], 0, []
         self.lock = threading.Lock()
         self.release = threading.Event()
@@ -95,6 +97,9 @@ class EngineHandler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         with self.server.lock:
             self.server.seen.append({"path": self.path, "headers": dict(self.headers), "body": body})
+        if self.server.drop_posts:
+            self.close_connection = True
+            return
         request = json.loads(body)
         usage = {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": COMPLETION_TOKENS,
                  "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS}
@@ -139,10 +144,11 @@ class Gateway:
     """nginx run in the foreground from a temporary prefix with the gateway configuration."""
 
     def __init__(self, prefix, policy, splits, engines, workers=2, max_body="1m", split_name="chat",
-                 metrics_allow=("127.0.0.1",), tls=None, syslog=None, payload_max=0):
+                 metrics_allow=("127.0.0.1",), tls=None, syslog=None, payload_max=0, spare=None):
         """``tls``: ``certificate``, ``key`` and ``client_ca`` files for a second, TLS listener that
         asks for client certificates (its port is ``tls_port``). ``syslog``: ``host:port`` that also
-        gets the audit lines. ``payload_max``: bodies in the audit lines, cut at that many bytes."""
+        gets the audit lines. ``payload_max``: bodies in the audit lines, cut at that many bytes.
+        ``spare``: a second engine in pool a (the first variant's)."""
         self.prefix = Path(prefix)
         self.prefix.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -165,6 +171,7 @@ class Gateway:
             prefix=str(self.prefix), module_dir=module_dir(), lua_dir=str(LUA_DIR), workers=workers,
             policy_path=str(self.policy_path), splits_path=str(self.splits_path), port=self.port,
             upstream_a=engines[0].port, upstream_b=engines[1].port, max_body=max_body,
+            upstream_a_spare=spare.port if spare else None,
             read_timeout="3600s", split_name=split_name, metrics_port=self.metrics_port,
             metrics_allow=list(metrics_allow), tls=tls, syslog=syslog, payload_max=payload_max))
         self.proc = None

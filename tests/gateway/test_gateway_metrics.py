@@ -378,7 +378,7 @@ def test_label_values_are_escaped(tmp_path_factory, keys, engines):
 
 def render(path, **variables):
     env = jinja2.Environment(undefined=jinja2.ChainableUndefined, trim_blocks=True)
-    return env.from_string(path.read_text()).render(**variables)
+    return env.from_string(path.read_text()).render(**dict({"gateway_upstream_retries": 1}, **variables))
 
 
 def metrics_server(text):

@@ -176,6 +176,10 @@ PREFLIGHT = {
     "ports_overlap": ({"gateway_router_metrics_port": 30001}, "gateway_router_metrics_port (30001) ports from 1024"),
     "port_of_the_metrics_server": ({"gateway_router_port": 9144}, "gateway_router_port (9144)"),
     "unknown_policy": ({"gateway_router_policy": "kv_aware"}, "gateway_router_policy: 'kv_aware' must be one of"),
+    "no_retry": ({"gateway_upstream_retries": 0}, None),
+    "nine_retries": ({"gateway_upstream_retries": 9}, None),
+    "ten_retries": ({"gateway_upstream_retries": 10}, "gateway_upstream_retries from 0 to 9"),
+    "negative_retries": ({"gateway_upstream_retries": -1}, "gateway_upstream_retries from 0 to 9"),
 }
 
 

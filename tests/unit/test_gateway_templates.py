@@ -205,3 +205,23 @@ def test_bodies_are_logged_only_when_asked():
     on = render(gateway_audit_payloads=True, gateway_audit_payload_max=4096)
     assert ',"request_body":"$gw_request_body","response_body":"$gw_response_body"' in on
     assert "set $gw_payload_max 4096;" in on
+
+
+def next_upstream_lines(text):
+    return [line.strip() for line in https_server(text).splitlines() if line.strip().startswith("proxy_next_upstream")]
+
+
+@pytest.mark.parametrize("retries, lines", [
+    (None, ["proxy_next_upstream error timeout non_idempotent;", "proxy_next_upstream_tries 2;",
+            "proxy_next_upstream_timeout 30s;"]),
+    (1, ["proxy_next_upstream error timeout non_idempotent;", "proxy_next_upstream_tries 2;",
+         "proxy_next_upstream_timeout 30s;"]),
+    (3, ["proxy_next_upstream error timeout non_idempotent;", "proxy_next_upstream_tries 4;",
+         "proxy_next_upstream_timeout 30s;"]),
+    (0, ["proxy_next_upstream off;"]),
+])
+def test_a_request_an_engine_failed_before_answering_goes_to_another(retries, lines):
+    # POST is resent too (non_idempotent): without it nginx answers 502 for a completion sent on a
+    # keepalive connection the stopped engine had closed.
+    text = render() if retries is None else render(gateway_upstream_retries=retries)
+    assert next_upstream_lines(text) == lines
