@@ -9,7 +9,9 @@ upgrade to the second. The stand-in nvidia-smi of each version replays the recor
 <driver_version> replaced by the version of the stand-in package that installed it, and logs each
 call (time and version) to /var/log/onprem-stand-in-nvidia-smi.log. Nothing here is NVIDIA software.
 
-Usage: python3 build_stand_in_repo.py OUTDIR CUDA TENSORRT DRIVER [DRIVER...]
+With --dcgm DCGM:EXPORTER, each build also carries the stand-in DCGM and exporter packages.
+
+Usage: python3 build_stand_in_repo.py [--dcgm DCGM:EXPORTER] OUTDIR CUDA TENSORRT DRIVER [DRIVER...]
 """
 from __future__ import annotations
 
@@ -91,6 +93,10 @@ def load_builder():
 
 
 def main(argv):
+    dcgm = exporter = None
+    if argv[:1] == ['--dcgm'] and len(argv) > 1:
+        dcgm, exporter = (argv[1].split(":", 1) + [""])[:2]
+        argv = argv[2:]
     if len(argv) < 4:
         sys.exit(__doc__)
     out, cuda, tensorrt = argv[:3]
@@ -102,7 +108,7 @@ def main(argv):
             os.chmod(smi, 0o755)
             builder.REPLAY = smi
             # The last build signs the index of all versions (the key is made anew each time).
-            builder.build(out, driver, cuda, tensorrt)
+            builder.build(out, driver, cuda, tensorrt, dcgm, exporter)
 
 
 if __name__ == '__main__':

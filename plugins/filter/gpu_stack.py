@@ -26,8 +26,10 @@ options:
     description:
       - "The lock: C(driver) (for example V(550.54.15), required), C(fabricmanager) (defaults to the driver
         version), C(cuda) (for example V(12.4.1)), C(tensorrt) (the Debian package version, for example
-        V(10.0.1.6-1+cuda12.4)), C(package_revision) (Debian revision of the driver and CUDA packages,
-        default V(1)) and C(cuda_compat) (V(toolkit), the default, or V(minor))."
+        V(10.0.1.6-1+cuda12.4)), C(dcgm) (NVIDIA DCGM, for example V(4.5.3); needs C(cuda)),
+        C(dcgm_exporter) (the DCGM exporter built against that DCGM, for example V(4.8.2)),
+        C(package_revision) (Debian revision of the driver, CUDA and DCGM packages, default V(1)) and
+        C(cuda_compat) (V(toolkit), the default, or V(minor))."
     type: dict
     required: true
 """
@@ -104,10 +106,28 @@ _value:
       description: The CUDA release TensorRT was built for.
       type: str
       sample: "12.4"
+    dcgm:
+      description: The DCGM release, or V(null) when the lock has none.
+      type: str
+      sample: "4.5.3"
+    dcgm_packages:
+      description: The DCGM packages, all at the version C(deb_versions.dcgm); empty without C(dcgm).
+      type: list
+      elements: str
+      sample: [datacenter-gpu-manager-4-core, datacenter-gpu-manager-4-cuda12]
+    dcgm_exporter:
+      description: The DCGM exporter release, or V(null) when the lock has none.
+      type: str
+      sample: "4.8.2"
+    dcgm_exporter_package:
+      description: Name of the DCGM exporter package, or V(null) without C(dcgm_exporter).
+      type: str
+      sample: datacenter-gpu-manager-exporter
     deb_versions:
       description: Debian package versions to pin, per component.
       type: dict
-      sample: {driver: "550.54.15-1", fabricmanager: "550.54.15-1", cuda: "12.4.1-1", tensorrt: "10.0.1.6-1+cuda12.4"}
+      sample: {driver: "550.54.15-1", fabricmanager: "550.54.15-1", cuda: "12.4.1-1", tensorrt: "10.0.1.6-1+cuda12.4",
+               dcgm: "1:4.5.3-1", dcgm_exporter: "4.8.2-1"}
     rpm_versions:
       description:
         - The RPM C(VERSION) field the driver packages carry on RHEL, compared with C(rpm -q --qf %{VERSION}).

@@ -61,7 +61,17 @@ CUDA_MINOR_COMPAT_MIN_DRIVER = {
 # R575 it is nvidia-fabricmanager-<branch> (nvidia-fabricmanager-575_575.57.08-1_amd64.deb).
 FABRICMANAGER_UNSUFFIXED_FROM_BRANCH = 580
 
-LOCK_KEYS = ('driver', 'fabricmanager', 'cuda', 'tensorrt', 'package_revision', 'cuda_compat')
+# DCGM 4 packages (datacenter-gpu-manager-4-core, -4-cuda<major>) carry epoch 1 in NVIDIA's Debian
+# repositories; the exporter (datacenter-gpu-manager-exporter, packaged from DCGM 4 on) carries none.
+# An exporter release is built against one DCGM release of the same major (its image tag names both:
+# <dcgm>-<exporter>), so the lock names both and the two majors must agree.
+DCGM_MAJORS = ('4',)
+DCGM_CUDA_MAJORS = ('12', '13')
+DCGM_EPOCH = '1'
+DCGM_EXPORTER_PACKAGE = 'datacenter-gpu-manager-exporter'
+
+LOCK_KEYS = ('driver', 'fabricmanager', 'cuda', 'tensorrt', 'dcgm', 'dcgm_exporter', 'package_revision',
+             'cuda_compat')
 COMPAT_MODES = ('toolkit', 'minor')
 
 _DRIVER_RE = re.compile(r'^(\d{3})\.(\d{1,3})(?:\.(\d{1,3}))?$')
@@ -69,6 +79,7 @@ _CUDA_RE = re.compile(r'^(\d{2})\.(\d{1,2})(?:\.(\d{1,2}))?$')
 # TensorRT Debian package versions look like 10.0.1.6-1+cuda12.4.
 _TENSORRT_RE = re.compile(r'^(\d+)\.(\d+)\.(\d+)\.(\d+)-(\d+)\+cuda(\d{2})\.(\d{1,2})$')
 _REVISION_RE = re.compile(r'^[0-9][0-9A-Za-z.+~]*$')
+_DCGM_RE = re.compile(r'^(\d+)\.(\d+)\.(\d+)$')
 
 
 class GpuStackError(Exception):
@@ -132,7 +143,8 @@ def evaluate_lock(lock):
 
     result = dict(driver=driver, driver_branch=None, fabricmanager=fabricmanager or driver,
                   fabricmanager_package=None, cuda=None, cuda_package=None, cuda_min_driver=None,
-                  cuda_compat=compat, tensorrt=tensorrt, tensorrt_cuda=None, deb_versions={}, rpm_versions={})
+                  cuda_compat=compat, tensorrt=tensorrt, tensorrt_cuda=None, dcgm=None, dcgm_packages=[],
+                  dcgm_exporter=None, dcgm_exporter_package=None, deb_versions={}, rpm_versions={})
 
     if compat not in COMPAT_MODES:
         problems.append('gpu_stack_versions.cuda_compat is %s; it must be one of %s'
@@ -207,6 +219,48 @@ def evaluate_lock(lock):
                 problems.append('TensorRT %s (built for CUDA %s) needs driver %s or newer; the lock has driver %s'
                                 % (tensorrt, built_for, need, driver))
 
+    _evaluate_dcgm(lock, result, problems, cuda_full, revision)
     result['problems'] = problems
     result['valid'] = not problems
     return result
+
+
+def _evaluate_dcgm(lock, result, problems, cuda_full, revision):
+    """DCGM and its Prometheus exporter: packages and versions, or the problems with them."""
+    dcgm = _text(lock.get('dcgm'))
+    exporter = _text(lock.get('dcgm_exporter'))
+    dcgm_major = None
+    if dcgm is not None:
+        match = _DCGM_RE.match(dcgm)
+        if not match:
+            problems.append('gpu_stack_versions.dcgm %s is not a DCGM version such as 4.5.3' % dcgm)
+        elif match.group(1) not in DCGM_MAJORS:
+            problems.append('gpu_stack_versions.dcgm %s: only DCGM %s is supported (its packages are named '
+                            'datacenter-gpu-manager-<major>-...)' % (dcgm, ', '.join(DCGM_MAJORS)))
+        elif cuda_full is None:
+            problems.append('gpu_stack_versions.dcgm %s needs gpu_stack_versions.cuda: its CUDA part '
+                            '(datacenter-gpu-manager-%s-cuda<major>) follows the CUDA major' % (dcgm, match.group(1)))
+        elif cuda_full.split('.')[0] not in DCGM_CUDA_MAJORS:
+            problems.append('gpu_stack_versions.dcgm %s has no package for CUDA %s (known: CUDA %s)'
+                            % (dcgm, cuda_full, ', '.join(DCGM_CUDA_MAJORS)))
+        else:
+            dcgm_major = match.group(1)
+            result['dcgm'] = dcgm
+            result['dcgm_packages'] = ['datacenter-gpu-manager-%s-core' % dcgm_major,
+                                       'datacenter-gpu-manager-%s-cuda%s' % (dcgm_major, cuda_full.split('.')[0])]
+            result['deb_versions']['dcgm'] = '%s:%s-%s' % (DCGM_EPOCH, dcgm, revision)
+    if exporter is None:
+        return
+    match = _DCGM_RE.match(exporter)
+    if not match:
+        problems.append('gpu_stack_versions.dcgm_exporter %s is not an exporter version such as 4.8.2' % exporter)
+    elif dcgm is None:
+        problems.append('gpu_stack_versions.dcgm_exporter %s needs gpu_stack_versions.dcgm (the DCGM release it '
+                        'was built against)' % exporter)
+    elif dcgm_major is not None and match.group(1) != dcgm_major:
+        problems.append('gpu_stack_versions.dcgm_exporter %s is built against DCGM %s.x, but the lock has DCGM %s'
+                        % (exporter, match.group(1), dcgm))
+    elif dcgm_major is not None:
+        result['dcgm_exporter'] = exporter
+        result['dcgm_exporter_package'] = DCGM_EXPORTER_PACKAGE
+        result['deb_versions']['dcgm_exporter'] = '%s-%s' % (exporter, revision)

@@ -5,7 +5,8 @@
 """Prometheus scrape jobs from the inventory: each host brings the targets its parts publish.
 
 Every monitored host is described by what the roles' read-only preflights publish about it
-(``node_exporter_target``, ``inference_metrics_targets``, ``gateway_metrics_target``). A host of a
+(``node_exporter_target``, ``dcgm_exporter_target``, ``inference_metrics_targets``,
+``gateway_metrics_target``). A host of a
 monitored group whose fact is missing was not read in this run (left out by ``--limit``): the plan
 refuses it instead of writing a configuration that silently drops its targets.
 """
@@ -18,6 +19,8 @@ import re
 JOB_PROMETHEUS = "prometheus"
 JOB_ALERTMANAGER = "alertmanager"
 JOB_NODE = "node"
+# NVIDIA's DCGM exporter on the GPU hosts (an empty dcgm_exporter_target: no exporter there).
+JOB_DCGM = "dcgm"
 JOB_INFERENCE = "inference"
 JOB_GATEWAY = "gateway"
 # Each pool's vllm-router, through its gateway's metrics server (gateway_router_metrics).
@@ -136,6 +139,7 @@ def scrape_jobs(hosts, groups, self_target="127.0.0.1:9090", alertmanager_target
     (``node_exporter_target``, ``inference_metrics_targets``, ``gateway_metrics_target``), None
     when the host was not read in this run.
     groups: job name to the names of the hosts that must bring targets to it (node: every node;
+    dcgm: every node, those without the exporter publishing an empty dcgm_exporter_target;
     inference: the inference nodes; gateway: the gateways, whose ``gateway_router_metrics`` (pool
     and path of each vllm-router) also make the job gateway_router; deepseek_gateway_probe: the
     gateways the blackbox exporter probes, whose ``gateway_url`` it calls).
@@ -163,6 +167,7 @@ def scrape_jobs(hosts, groups, self_target="127.0.0.1:9090", alertmanager_target
         targets[target] = labels
 
     for job, fact, source in ((JOB_NODE, "node_exporter_target", "node_exporter_listen"),
+                              (JOB_DCGM, "dcgm_exporter_target", "dcgm_exporter_listen"),
                               (JOB_INFERENCE, "inference_metrics_targets", "inference_listen_address, inference_instances"),
                               (JOB_GATEWAY, "gateway_metrics_target", "gateway_metrics_listen")):
         targets = {}

@@ -41,7 +41,7 @@ def test_a_completion_the_first_engine_drops_is_answered_by_the_other(tmp_path, 
     good, other_pool = harness.Engine("good", harness.ONE_MODEL), harness.Engine("b", harness.ONE_MODEL)
     gw = harness.Gateway(tmp_path, policy, [harness.ONE_SPLIT], [dropping, other_pool], spare=good).start()
     try:
-        answers = [post(gw, key) for _ in range(REQUESTS)]
+        answers = [post(gw, key) for _attempt in range(REQUESTS)]
     finally:
         gw.stop()
         for engine in (dropping, good, other_pool):

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "roles/monitoring/files/prometheus/rules/onprem-deepseek.rules.yml"
 TESTS = sorted((ROOT / "tests/monitoring/rules").glob("*.test.yml"))
 RUNBOOKS = ROOT / "docs/runbooks.md"
-COUNTERS = ROOT / "roles/monitoring/files/dcgm/onprem-deepseek-counters.csv"
+COUNTERS = ROOT / "roles/dcgm_exporter/files/onprem-deepseek-counters.csv"
 
 ALERTS = {
     "GPUUtilizationHigh", "InferenceLatencyHigh", "HostMemoryHigh", "GPUXidError", "GPUEccUncorrectable",

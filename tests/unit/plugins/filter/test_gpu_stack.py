@@ -100,9 +100,9 @@ def test_tensorrt_needs_cuda():
 
 def test_every_problem_is_listed_at_once():
     result = evaluate_lock({'driver': '535.161.08', 'fabricmanager': '550.54.15', 'cuda': '12.4.1',
-                            'tensorrt': 'latest', 'dcgm': '3.3', 'cuda_compat': 'loose'})
+                            'tensorrt': 'latest', 'dcgmi': '3.3', 'cuda_compat': 'loose'})
     assert len(result['problems']) == 5
-    assert result['problems'][0].startswith('gpu_stack_versions has unknown key(s): dcgm')
+    assert result['problems'][0].startswith('gpu_stack_versions has unknown key(s): dcgmi')
     assert 'cuda_compat is loose' in result['problems'][1]
     assert 'fabricmanager 550.54.15 differs from driver 535.161.08' in result['problems'][2]
     assert 'CUDA 12.4.1 needs driver 550.54.15' in result['problems'][3]
@@ -191,6 +191,7 @@ def test_every_derived_value_of_a_full_lock():
         'fabricmanager_package': 'nvidia-fabricmanager-550',
         'cuda': '12.4.1', 'cuda_package': 'cuda-toolkit-12-4', 'cuda_min_driver': '550.54.15', 'cuda_compat': 'toolkit',
         'tensorrt': '10.0.1.6-1+cuda12.4', 'tensorrt_cuda': '12.4',
+        'dcgm': None, 'dcgm_packages': [], 'dcgm_exporter': None, 'dcgm_exporter_package': None,
         'deb_versions': {'driver': '550.54.15-1', 'fabricmanager': '550.54.15-1', 'cuda': '12.4.1-1',
                          'tensorrt': '10.0.1.6-1+cuda12.4'},
         'rpm_versions': {'driver': '550.54.15'},
@@ -200,10 +201,10 @@ def test_every_derived_value_of_a_full_lock():
 
 def test_malformed_values_are_each_named_and_derive_nothing():
     result = evaluate_lock({'driver': 'abc', 'cuda': '12.x', 'package_revision': '-1', 'cuda_compat': 'loose',
-                            'dcgm': '3', 'zeta': 1})
+                            'dcgmi': '3', 'zeta': 1})
     assert result['problems'] == [
-        'gpu_stack_versions has unknown key(s): dcgm, zeta (known: driver, fabricmanager, cuda, tensorrt, '
-        'package_revision, cuda_compat)',
+        'gpu_stack_versions has unknown key(s): dcgmi, zeta (known: driver, fabricmanager, cuda, tensorrt, '
+        'dcgm, dcgm_exporter, package_revision, cuda_compat)',
         'gpu_stack_versions.cuda_compat is loose; it must be one of toolkit, minor',
         'gpu_stack_versions.package_revision -1 is not a Debian revision',
         'gpu_stack_versions.driver abc is not a driver version such as 550.54.15',
@@ -236,3 +237,59 @@ def test_error_messages_name_what_was_given():
         evaluate_lock(['550.54.15'])
     with pytest.raises(GpuStackError, match=r"^gpu_stack_versions values must be version strings, got \[1\]$"):
         evaluate_lock({'driver': [1]})
+
+
+# --- DCGM and its exporter --------------------------------------------------------------------
+
+LOCK_DCGM = dict(LOCK_535, dcgm='4.5.3', dcgm_exporter='4.8.2')
+
+
+def test_dcgm_and_its_exporter_join_the_lock():
+    result = evaluate_lock(LOCK_DCGM)
+    assert result['problems'] == []
+    assert result['dcgm'] == '4.5.3' and result['dcgm_exporter'] == '4.8.2'
+    assert result['dcgm_packages'] == ['datacenter-gpu-manager-4-core', 'datacenter-gpu-manager-4-cuda12']
+    assert result['dcgm_exporter_package'] == 'datacenter-gpu-manager-exporter'
+    assert result['deb_versions']['dcgm'] == '1:4.5.3-1'
+    assert result['deb_versions']['dcgm_exporter'] == '4.8.2-1'
+
+
+def test_dcgm_follows_the_cuda_major_and_the_package_revision():
+    result = evaluate_lock(dict(LOCK_580, dcgm='4.5.3', dcgm_exporter='4.8.2', package_revision='2'))
+    assert result['problems'] == []
+    assert result['dcgm_packages'] == ['datacenter-gpu-manager-4-core', 'datacenter-gpu-manager-4-cuda13']
+    assert result['deb_versions']['dcgm'] == '1:4.5.3-2'
+    assert result['deb_versions']['dcgm_exporter'] == '4.8.2-2'
+
+
+def test_dcgm_alone_is_valid_without_an_exporter():
+    result = evaluate_lock(dict(LOCK_535, dcgm='4.5.3'))
+    assert result['problems'] == []
+    assert result['dcgm_exporter'] is None and result['dcgm_exporter_package'] is None
+    assert 'dcgm_exporter' not in result['deb_versions']
+
+
+@pytest.mark.parametrize('lock, problem', [
+    (dict(LOCK_535, dcgm='4.5'), 'gpu_stack_versions.dcgm 4.5 is not a DCGM version such as 4.5.3'),
+    (dict(LOCK_535, dcgm='4.5.3.1'), 'gpu_stack_versions.dcgm 4.5.3.1 is not a DCGM version such as 4.5.3'),
+    (dict(LOCK_535, dcgm='3.3.5'), 'gpu_stack_versions.dcgm 3.3.5: only DCGM 4 is supported'),
+    (dict(LOCK_535, dcgm='5.0.0'), 'gpu_stack_versions.dcgm 5.0.0: only DCGM 4 is supported'),
+    ({'driver': '550.54.15', 'dcgm': '4.5.3'}, 'gpu_stack_versions.dcgm 4.5.3 needs gpu_stack_versions.cuda'),
+    (dict(LOCK_535, dcgm_exporter='4.8.2'), 'gpu_stack_versions.dcgm_exporter 4.8.2 needs gpu_stack_versions.dcgm'),
+    (dict(LOCK_535, dcgm='4.5.3', dcgm_exporter='3.4.1'),
+     'gpu_stack_versions.dcgm_exporter 3.4.1 is built against DCGM 3.x, but the lock has DCGM 4.5.3'),
+    (dict(LOCK_535, dcgm='4.5.3', dcgm_exporter='latest'),
+     'gpu_stack_versions.dcgm_exporter latest is not an exporter version such as 4.8.2'),
+])
+def test_a_dcgm_problem_is_named_and_installs_nothing(lock, problem):
+    result = evaluate_lock(lock)
+    assert len(result['problems']) == 1 and result['problems'][0].startswith(problem), result['problems']
+    assert result['dcgm_exporter_package'] is None
+    assert 'dcgm_exporter' not in result['deb_versions']
+
+
+def test_dcgm_needs_a_cuda_major_it_is_built_for():
+    result = evaluate_lock({'driver': '535.161.08', 'cuda': '11.8.0', 'dcgm': '4.5.3'})
+    assert any(p.startswith('gpu_stack_versions.dcgm 4.5.3 has no package for CUDA 11.8.0 (known: CUDA 12, 13)')
+               for p in result['problems']), result['problems']
+    assert result['dcgm_packages'] == [] and 'dcgm' not in result['deb_versions']

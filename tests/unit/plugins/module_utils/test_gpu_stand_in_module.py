@@ -68,3 +68,64 @@ def test_smi_stand_in_fails_like_nvidia_smi_on_a_module_mismatch(tmp_path):
     assert result.returncode == 18
     assert result.stdout.splitlines() == ['Failed to initialize NVML: Driver/library version mismatch',
                                           'NVML library version: 535.183']
+
+
+# --- the DCGM stand-ins -----------------------------------------------------------------------
+
+DCGM_LOCK = {'driver': '535.161.08', 'cuda': '12.2.2', 'tensorrt': '8.6.1.6-1+cuda12.0', 'dcgm': '4.5.3',
+             'dcgm_exporter': '4.8.2'}
+COUNTERS = REPO / 'roles' / 'dcgm_exporter' / 'files' / 'onprem-deepseek-counters.csv'
+
+
+def test_dcgm_stand_ins_carry_the_names_and_versions_the_lock_derives():
+    from ansible_collections.onprem.deepseek.plugins.module_utils._gpu_stack import evaluate_lock
+
+    lock = evaluate_lock(DCGM_LOCK)
+    built = {p['name']: p for p in BUILD_REPO.dcgm_packages('4.5.3', '4.8.2', '12.2.2')}
+    assert sorted(built) == sorted(lock['dcgm_packages'] + [lock['dcgm_exporter_package']])
+    assert {built[name]['version'] for name in lock['dcgm_packages']} == {lock['deb_versions']['dcgm']}
+    exporter = built[lock['dcgm_exporter_package']]
+    assert exporter['version'] == lock['deb_versions']['dcgm_exporter']
+    assert exporter['depends'] == 'datacenter-gpu-manager-4-core (= 1:4.5.3-1)'
+    assert ('dcgm-exporter', '/usr/bin/') in exporter['files']
+    assert 'ExecStart=/usr/bin/dcgm-exporter -f /etc/dcgm-exporter/default-counters.csv' in BUILD_REPO.DCGM_EXPORTER_UNIT
+
+
+def counter_fields(path):
+    return [line.split(',')[0].strip() for line in path.read_text().splitlines()
+            if line.strip() and not line.lstrip().startswith('#')]
+
+
+def test_dcgm_exporter_stand_in_serves_each_field_of_its_file_for_each_replayed_gpu(tmp_path):
+    import socket
+    import time
+    import urllib.request
+
+    smi = tmp_path / 'nvidia-smi'
+    smi.write_text('#!/bin/sh\ncat %s\n' % CAPTURE)
+    smi.chmod(0o755)
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    env = {'PATH': '%s:/usr/bin:/bin' % tmp_path}
+    proc = subprocess.Popen([sys.executable, str(BUILD_REPO.DCGM_EXPORTER), '-f', str(COUNTERS), '-a',
+                             '127.0.0.1:%d' % port, '-c', '15000'], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        deadline, text = time.monotonic() + 20, None
+        while text is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen('http://127.0.0.1:%d/metrics' % port, timeout=2) as answer:
+                    text = answer.read().decode()
+            except OSError:
+                time.sleep(0.1)
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=10)[0]
+    assert text is not None, out
+    typed = [line.split()[2] for line in text.splitlines() if line.startswith('# TYPE ')]
+    assert typed == counter_fields(COUNTERS) and len(typed) == 36
+    xid = [line for line in text.splitlines() if line.startswith('DCGM_FI_DEV_XID_ERRORS{')]
+    assert len(xid) == 8
+    assert re.match(r'DCGM_FI_DEV_XID_ERRORS\{gpu="0",UUID="GPU-[0-9a-f-]+",pci_bus_id="[0-9A-F:.]+",device="nvidia0",'
+                    r'modelName="NVIDIA H100[^"]*",Hostname="[^"]+"\} 0$', xid[0]), xid[0]
+    assert '36 fields for 8 GPUs on 127.0.0.1:%d' % port in out

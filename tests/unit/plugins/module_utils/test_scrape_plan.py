@@ -337,3 +337,35 @@ def test_probe_error_messages_in_full():
         probed(url_a2="https://localhost/v1")
     assert str(exc.value) == ("a2: gateway_endpoint.url (from gateway_url): 'https://localhost/v1/chat/completions' is on "
                               "loopback, which the blackbox exporter on another host cannot reach")
+
+
+def with_dcgm(entry, target):
+    return dict(entry, dcgm_exporter_target=target)
+
+
+def test_gpu_hosts_bring_their_dcgm_exporter_and_the_others_none():
+    hosts = [with_dcgm(HOSTS[0], "10.0.1.11:9400"), with_dcgm(HOSTS[1], ""), with_dcgm(HOSTS[2], "10.0.2.11:9400")]
+    jobs = jobs_by_name(hosts, dict(GROUPS, dcgm=["a1", "a2", "b1"]))
+    assert list(jobs) == ["prometheus", "alertmanager", "node", "dcgm", "inference", "gateway"]
+    assert jobs["dcgm"] == [
+        {"targets": ["10.0.1.11:9400"], "labels": {"host": "a1", "instance": "a1", "site": "site_a"}},
+        {"targets": ["10.0.2.11:9400"], "labels": {"host": "b1", "instance": "b1", "site": "site_b"}},
+    ]
+
+
+def test_no_gpu_host_no_dcgm_job():
+    jobs = jobs_by_name([with_dcgm(h, "") for h in HOSTS], dict(GROUPS, dcgm=["a1", "a2", "b1"]))
+    assert "dcgm" not in jobs
+
+
+def test_a_node_whose_dcgm_preflight_did_not_run_is_refused():
+    hosts = [with_dcgm(HOSTS[0], "10.0.1.11:9400"), HOSTS[1], with_dcgm(HOSTS[2], "")]
+    with pytest.raises(ScrapePlanError, match=r"^a2: dcgm_exporter_target is unknown: .*--limit"):
+        scrape_jobs(hosts, dict(GROUPS, dcgm=["a1", "a2", "b1"]))
+
+
+def test_a_dcgm_target_on_a_node_exporters_port_is_refused_naming_both():
+    hosts = [with_dcgm(HOSTS[0], "10.0.1.11:9100")] + HOSTS[1:]
+    with pytest.raises(ScrapePlanError, match=r"^a1: dcgm_exporter_target \(from dcgm_exporter_listen\): "
+                                              r"10\.0\.1\.11:9100 is also a1: node_exporter_target"):
+        scrape_jobs(hosts, dict(GROUPS, dcgm=["a1"]))
