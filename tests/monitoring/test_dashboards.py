@@ -31,7 +31,7 @@ from playbook_runs import needs_playbook, run_playbook  # noqa: E402 pylint: dis
 
 ROLE = ROOT / "roles" / "monitoring"
 DASHBOARDS = sorted((ROLE / "files" / "grafana" / "dashboards").glob("*.json"))
-COUNTERS = ROLE / "files" / "dcgm" / "onprem-deepseek-counters.csv"
+COUNTERS = ROLE.parent / "dcgm_exporter" / "files" / "onprem-deepseek-counters.csv"
 DATASOURCE_UID = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())["__monitoring_grafana_datasource_uid"]
 
 # The fixture: one hour of samples every 15 s; every query is asked at its end.
