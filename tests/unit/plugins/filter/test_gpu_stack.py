@@ -272,18 +272,24 @@ def test_dcgm_alone_is_valid_without_an_exporter():
 @pytest.mark.parametrize('lock, problem', [
     (dict(LOCK_535, dcgm='4.5'), 'gpu_stack_versions.dcgm 4.5 is not a DCGM version such as 4.5.3'),
     (dict(LOCK_535, dcgm='4.5.3.1'), 'gpu_stack_versions.dcgm 4.5.3.1 is not a DCGM version such as 4.5.3'),
-    (dict(LOCK_535, dcgm='3.3.5'), 'gpu_stack_versions.dcgm 3.3.5: only DCGM 4 is supported'),
-    (dict(LOCK_535, dcgm='5.0.0'), 'gpu_stack_versions.dcgm 5.0.0: only DCGM 4 is supported'),
-    ({'driver': '550.54.15', 'dcgm': '4.5.3'}, 'gpu_stack_versions.dcgm 4.5.3 needs gpu_stack_versions.cuda'),
-    (dict(LOCK_535, dcgm_exporter='4.8.2'), 'gpu_stack_versions.dcgm_exporter 4.8.2 needs gpu_stack_versions.dcgm'),
+    (dict(LOCK_535, dcgm='3.3.5'), 'gpu_stack_versions.dcgm 3.3.5: only DCGM 4 is supported (its packages are named '
+                                   'datacenter-gpu-manager-<major>-...)'),
+    (dict(LOCK_535, dcgm='5.0.0'), 'gpu_stack_versions.dcgm 5.0.0: only DCGM 4 is supported (its packages are named '
+                                   'datacenter-gpu-manager-<major>-...)'),
+    ({'driver': '550.54.15', 'dcgm': '4.5.3'}, 'gpu_stack_versions.dcgm 4.5.3 needs gpu_stack_versions.cuda: its CUDA '
+                                               'part (datacenter-gpu-manager-4-cuda<major>) follows the CUDA major'),
+    (dict(LOCK_535, dcgm_exporter='4.8.2'), 'gpu_stack_versions.dcgm_exporter 4.8.2 needs gpu_stack_versions.dcgm (the '
+                                            'DCGM release it was built against)'),
     (dict(LOCK_535, dcgm='4.5.3', dcgm_exporter='3.4.1'),
      'gpu_stack_versions.dcgm_exporter 3.4.1 is built against DCGM 3.x, but the lock has DCGM 4.5.3'),
     (dict(LOCK_535, dcgm='4.5.3', dcgm_exporter='latest'),
      'gpu_stack_versions.dcgm_exporter latest is not an exporter version such as 4.8.2'),
+    # An exporter with a DCGM that is itself refused: only the DCGM's problem, and nothing installed.
+    (dict(LOCK_535, dcgm='4.5', dcgm_exporter='4.8.2'), 'gpu_stack_versions.dcgm 4.5 is not a DCGM version such as 4.5.3'),
 ])
 def test_a_dcgm_problem_is_named_and_installs_nothing(lock, problem):
     result = evaluate_lock(lock)
-    assert len(result['problems']) == 1 and result['problems'][0].startswith(problem), result['problems']
+    assert result['problems'] == [problem]
     assert result['dcgm_exporter_package'] is None
     assert 'dcgm_exporter' not in result['deb_versions']
 
@@ -293,3 +299,13 @@ def test_dcgm_needs_a_cuda_major_it_is_built_for():
     assert any(p.startswith('gpu_stack_versions.dcgm 4.5.3 has no package for CUDA 11.8.0 (known: CUDA 12, 13)')
                for p in result['problems']), result['problems']
     assert result['dcgm_packages'] == [] and 'dcgm' not in result['deb_versions']
+
+
+def test_a_driver_only_lock_names_every_derived_value_none():
+    result = evaluate_lock({'driver': '550.54.15'})
+    assert result['problems'] == []
+    assert {k: result[k] for k in ('cuda', 'cuda_package', 'cuda_min_driver', 'tensorrt', 'tensorrt_cuda', 'dcgm',
+                                   'dcgm_exporter', 'dcgm_exporter_package')} == dict.fromkeys(
+        ('cuda', 'cuda_package', 'cuda_min_driver', 'tensorrt', 'tensorrt_cuda', 'dcgm', 'dcgm_exporter',
+         'dcgm_exporter_package'))
+    assert result['dcgm_packages'] == []
