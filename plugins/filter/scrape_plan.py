@@ -12,10 +12,10 @@ author:
   - onprem.deepseek contributors (!UNKNOWN)
 description:
   - "Builds the C(scrape_configs) of C(prometheus.yml): Prometheus and Alertmanager themselves, then one job per part
-    (V(node), V(inference), V(gateway)) with a target per host of that part's group, labelled C(instance) (the host,
+    (V(node), V(dcgm), V(inference), V(gateway)) with a target per host of that part's group, labelled C(instance) (the host,
     or host/instance for engines), C(host), C(site) and, for engines, C(engine)."
   - "The targets are the public facts the roles' read-only preflights publish: C(node_exporter_target),
-    C(inference_metrics_targets), C(gateway_metrics_target) (and C(gateway_url) for O(probe)).
+    C(dcgm_exporter_target) (empty on hosts without the exporter), C(inference_metrics_targets), C(gateway_metrics_target) (and C(gateway_url) for O(probe)).
     A gateway's C(gateway_router_metrics) (C(pool), C(path) of each vllm-router) adds the job V(gateway_router): one
     target per pool on the gateway's metrics server, at that path, labelled C(pool) and C(instance) host/pool.
     A host of a group whose fact is missing (None) was not read in this run, for example left out by C(--limit):
@@ -52,6 +52,14 @@ options:
         naming the host.
     type: dict
     version_added: 0.3.0
+  tls:
+    description:
+      - "Prometheus' client certificate: C(ca_file), C(cert_file), C(key_file) (absolute paths). A V(node) target
+        whose host publishes C(node_exporter_tls) true is scraped over https (target label C(__scheme__)) with it as
+        the job's C(tls_config)."
+      - Such a target without O(tls) fails naming the host and the variable.
+    type: dict
+    version_added: 0.3.0
 """
 
 EXAMPLES = r"""
@@ -82,9 +90,10 @@ from ansible_collections.onprem.deepseek.plugins.module_utils._scrape_plan impor
 )
 
 
-def scrape_plan(hosts, groups, self_target="127.0.0.1:9090", alertmanager_target="127.0.0.1:9093", probe=None):
+def scrape_plan(hosts, groups, self_target="127.0.0.1:9090", alertmanager_target="127.0.0.1:9093", probe=None,
+                tls=None):
     try:
-        return scrape_jobs(hosts, groups, self_target, alertmanager_target, probe=probe)
+        return scrape_jobs(hosts, groups, self_target, alertmanager_target, probe=probe, tls=tls)
     except ScrapePlanError as exc:
         raise AnsibleFilterError("scrape_plan: %s" % exc)
 

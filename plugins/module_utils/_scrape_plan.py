@@ -132,7 +132,24 @@ def _group(job, targets):
     return {"job_name": job, "static_configs": configs}
 
 
-def scrape_jobs(hosts, groups, self_target="127.0.0.1:9090", alertmanager_target="127.0.0.1:9093", probe=None):
+# Exporters that serve /metrics over TLS with client certificates: job, the host's fact saying so, and
+# the variable that turns it on.
+TLS_EXPORTERS = {JOB_NODE: ("node_exporter_tls", "node_exporter_tls_certificate")}
+_TLS_KEYS = ("ca_file", "cert_file", "key_file")
+
+
+def _tls_config(tls):
+    """The job's tls_config from ``tls`` (ca_file, cert_file, key_file: absolute paths)."""
+    if not isinstance(tls, dict) or sorted(tls) != sorted(_TLS_KEYS):
+        raise ScrapePlanError("the scrape client certificate must name exactly %s, got %r" % (", ".join(_TLS_KEYS), tls))
+    for key in _TLS_KEYS:
+        if not isinstance(tls[key], str) or not tls[key].startswith("/"):
+            raise ScrapePlanError("the scrape client certificate's %s must be an absolute path, got %r" % (key, tls[key]))
+    return {key: tls[key] for key in _TLS_KEYS}
+
+
+def scrape_jobs(hosts, groups, self_target="127.0.0.1:9090", alertmanager_target="127.0.0.1:9093", probe=None,
+                tls=None):
     """The scrape_configs of prometheus.yml.
 
     hosts: one dict per inventory host: ``name``, ``site`` and the public facts of its parts
@@ -145,6 +162,9 @@ def scrape_jobs(hosts, groups, self_target="127.0.0.1:9090", alertmanager_target
     gateways the blackbox exporter probes, whose ``gateway_url`` it calls).
     probe: None, or ``{"exporter": host:port, "module": name}`` of the blackbox exporter that
     probes the gateways of ``groups["deepseek_gateway_probe"]``.
+    tls: None, or Prometheus' client certificate (``ca_file``, ``cert_file``, ``key_file``) for the
+    exporters of TLS_EXPORTERS whose host publishes its TLS fact true: their targets get
+    ``__scheme__: https`` and their job this tls_config. Such a target without ``tls`` is refused.
     """
     by_name = {}
     for host in hosts:
@@ -183,9 +203,19 @@ def scrape_jobs(hosts, groups, self_target="127.0.0.1:9090", alertmanager_target
                     add(targets, item.get("target"), dict(base, instance="%s/%s" % (name, instance), runtime=runtime),
                         "%s: %s[%s] (from %s)" % (name, fact, instance, source))
             elif value:
-                add(targets, value, dict(base, instance=name), "%s: %s (from %s)" % (name, fact, source))
+                labels = dict(base, instance=name)
+                if job in TLS_EXPORTERS and host.get(TLS_EXPORTERS[job][0]):
+                    if tls is None:
+                        raise ScrapePlanError(
+                            "%s: %s is set, so its %s exporter answers only over TLS to a client certificate: "
+                            "give Prometheus one (monitoring_scrape_client_certificate)" % (name, TLS_EXPORTERS[job][1], job))
+                    labels["__scheme__"] = "https"
+                add(targets, value, labels, "%s: %s (from %s)" % (name, fact, source))
         if targets:
-            jobs.append(_group(job, targets))
+            group = _group(job, targets)
+            if any(c["labels"].get("__scheme__") == "https" for c in group["static_configs"]):
+                group["tls_config"] = _tls_config(tls)
+            jobs.append(group)
     router = router_job(by_name, groups.get(JOB_GATEWAY, []))
     if router is not None:
         jobs.append(router)

@@ -369,3 +369,49 @@ def test_a_dcgm_target_on_a_node_exporters_port_is_refused_naming_both():
     with pytest.raises(ScrapePlanError, match=r"^a1: dcgm_exporter_target \(from dcgm_exporter_listen\): "
                                               r"10\.0\.1\.11:9100 is also a1: node_exporter_target"):
         scrape_jobs(hosts, dict(GROUPS, dcgm=["a1"]))
+
+
+TLS = {"ca_file": "/etc/deepseek/pki/ca-chain.pem", "cert_file": "/etc/prometheus/onprem-deepseek-scrape/client.crt",
+       "key_file": "/etc/prometheus/onprem-deepseek-scrape/client.key"}
+
+
+def test_tls_exporters_are_scraped_over_https_with_the_client_certificate():
+    hosts = [dict(HOSTS[0], node_exporter_tls=True), HOSTS[1], dict(HOSTS[2], node_exporter_tls=False)]
+    plan = {j["job_name"]: j for j in scrape_jobs(hosts, GROUPS, tls=TLS)}
+    assert plan["node"]["tls_config"] == TLS
+    assert [c["labels"].get("__scheme__") for c in plan["node"]["static_configs"]] == ["https", None, None]
+    # Only the jobs with a TLS target get the certificate.
+    assert "tls_config" not in plan["inference"] and "tls_config" not in plan["gateway"]
+
+
+def test_no_tls_target_no_tls_config_even_with_a_certificate():
+    plan = {j["job_name"]: j for j in scrape_jobs(HOSTS, GROUPS, tls=TLS)}
+    assert "tls_config" not in plan["node"]
+    assert all("__scheme__" not in c["labels"] for c in plan["node"]["static_configs"])
+
+
+def test_only_the_node_exporter_takes_tls_so_far():
+    # The DCGM exporter has no TLS setting yet: a stray fact does not make its target https.
+    hosts = [dict(with_dcgm(HOSTS[0], "10.0.1.11:9400"), dcgm_exporter_tls=True)] + [with_dcgm(h, "") for h in HOSTS[1:]]
+    plan = {j["job_name"]: j for j in scrape_jobs(hosts, dict(GROUPS, dcgm=["a1", "a2", "b1"]), tls=TLS)}
+    assert "__scheme__" not in plan["dcgm"]["static_configs"][0]["labels"] and "tls_config" not in plan["dcgm"]
+
+
+def test_a_tls_exporter_without_a_client_certificate_is_refused_naming_both_variables():
+    hosts = [dict(HOSTS[0], node_exporter_tls=True)] + HOSTS[1:]
+    with pytest.raises(ScrapePlanError, match=r"^a1: node_exporter_tls_certificate is set, so its node exporter answers "
+                                              r"only over TLS .*monitoring_scrape_client_certificate"):
+        scrape_jobs(hosts, GROUPS)
+
+
+@pytest.mark.parametrize("tls", [
+    {"ca_file": "/a", "cert_file": "/b"},
+    dict(TLS, extra="/x"),
+    dict(TLS, key_file="relative.key"),
+    dict(TLS, ca_file=None),
+    "/etc/prometheus/client.pem",
+])
+def test_a_malformed_client_certificate_is_refused(tls):
+    hosts = [dict(HOSTS[0], node_exporter_tls=True)] + HOSTS[1:]
+    with pytest.raises(ScrapePlanError, match=r"^the scrape client certificate"):
+        scrape_jobs(hosts, GROUPS, tls=tls)
