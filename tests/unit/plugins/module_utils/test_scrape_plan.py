@@ -399,9 +399,10 @@ def test_only_the_node_exporter_takes_tls_so_far():
 
 def test_a_tls_exporter_without_a_client_certificate_is_refused_naming_both_variables():
     hosts = [dict(HOSTS[0], node_exporter_tls=True)] + HOSTS[1:]
-    with pytest.raises(ScrapePlanError, match=r"^a1: node_exporter_tls_certificate is set, so its node exporter answers "
-                                              r"only over TLS .*monitoring_scrape_client_certificate"):
+    with pytest.raises(ScrapePlanError) as refused:
         scrape_jobs(hosts, GROUPS)
+    assert str(refused.value) == ("a1: node_exporter_tls_certificate is set, so its node exporter answers only over TLS "
+                                  "to a client certificate: give Prometheus one (monitoring_scrape_client_certificate)")
 
 
 @pytest.mark.parametrize("tls", [
@@ -415,3 +416,11 @@ def test_a_malformed_client_certificate_is_refused(tls):
     hosts = [dict(HOSTS[0], node_exporter_tls=True)] + HOSTS[1:]
     with pytest.raises(ScrapePlanError, match=r"^the scrape client certificate"):
         scrape_jobs(hosts, GROUPS, tls=tls)
+
+
+def test_the_client_certificate_keys_are_named_in_the_refusal():
+    hosts = [dict(HOSTS[0], node_exporter_tls=True)] + HOSTS[1:]
+    with pytest.raises(ScrapePlanError) as refused:
+        scrape_jobs(hosts, GROUPS, tls={"ca_file": "/a"})
+    assert str(refused.value) == ("the scrape client certificate must name exactly ca_file, cert_file, key_file, "
+                                  "got {'ca_file': '/a'}")
