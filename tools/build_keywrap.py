@@ -5,7 +5,9 @@ implementation for the modules and the hosts):
 - roles/hsm/files/onprem_keywrap.py, the library of the keywrap command (boot-time unlock of the
   storage tiers), from the _pkcs11_* module_utils;
 - roles/gateway/files/onprem_deepseek_audit.py, the onprem-deepseek-audit command (the gateway's
-  audit chain), from _strict_json, _audit_chain, _audit_follow and the _pkcs11_* module_utils it uses.
+  audit chain), from _strict_json, _audit_chain, _audit_follow and the _pkcs11_* module_utils it uses;
+- roles/monitoring/files/onprem_deepseek_remediation.py, the receiver of the guarded engine restart
+  on HostMemoryHigh, from _remediation and _remediation_server.
 
     tools/build_keywrap.py           write the files
     tools/build_keywrap.py --check   exit 1 when a file is not what the sources build (a unit test runs this)
@@ -45,6 +47,10 @@ TARGETS = (
     Target("roles/gateway/files/onprem_deepseek_audit.py", PKCS11 + ("_strict_json.py", "_audit_chain.py", "_audit_follow.py"),
            "onprem-deepseek-audit: follow the gateway's raw audit log into a signed hash chain, verify it.\n\n"
            "    python3 onprem_deepseek_audit.py {follow,verify,public-key} --help\n",
+           '\n\nif __name__ == "__main__":\n    sys.exit(main())\n'),
+    Target("roles/monitoring/files/onprem_deepseek_remediation.py", ("_remediation.py", "_remediation_server.py"),
+           "onprem-deepseek-remediation: Alertmanager's webhook over mutual TLS to a guarded engine restart.\n\n"
+           "    python3 onprem_deepseek_remediation.py {serve,check} --config FILE\n",
            '\n\nif __name__ == "__main__":\n    sys.exit(main())\n'),
 )
 

@@ -1,0 +1,236 @@
+"""The guard rails of the automatic engine restart on HostMemoryHigh: which alerts act, the cooldown,
+the hourly maximum, a restart in progress, and the settings."""
+import json
+
+import pytest
+
+from ansible_collections.onprem.deepseek.plugins.module_utils._remediation import (
+    HOUR,
+    RemediationError,
+    audit_line,
+    check_config,
+    command_for,
+    decide,
+    load_state,
+    parse_webhook,
+    prune,
+    refusal,
+    save_state,
+    subject_of,
+)
+
+CONFIG = {
+    "alertname": "HostMemoryHigh", "target_label": "instance",
+    "targets": {"10.0.0.1:9100": "node1", "10.0.0.2:9100": "node2", "10.0.0.3:9100": "node3"},
+    "cooldown_s": 1800, "max_per_hour": 2, "command_timeout_s": 900,
+    "command": ["ansible-playbook", "-e", "rolling_update_hosts={node}", "rolling_update.yml"],
+    "allowed_subjects": ["CN=alertmanager,O=onprem.deepseek"],
+    "listen_host": "10.0.0.9", "listen_port": 9443, "cert_file": "/c.pem", "key_file": "/k.pem", "ca_file": "/ca.pem",
+    "state_file": "/var/lib/r/state.json", "audit_file": "/var/log/r/audit.log",
+}
+
+
+def alert(instance, status="firing", name="HostMemoryHigh", **labels):
+    return {"status": status, "labels": dict(labels, alertname=name, instance=instance), "startsAt": "T0"}
+
+
+def webhook(*alerts, version="4"):
+    return json.dumps({"version": version, "status": "firing", "alerts": list(alerts)}).encode()
+
+
+NOW = 100000.0
+
+
+def test_a_firing_alert_for_a_known_instance_restarts_its_node_and_is_recorded():
+    decisions, state = decide([alert("10.0.0.1:9100")], CONFIG, {"actions": []}, NOW)
+    assert decisions == [{"node": "node1", "instance": "10.0.0.1:9100", "alertname": "HostMemoryHigh",
+                          "action": "restart", "reason": "firing since T0"}]
+    assert state == {"actions": [{"node": "node1", "at": NOW}]}
+
+
+def test_resolved_alerts_and_other_alerts_ask_for_nothing():
+    alerts = [alert("10.0.0.1:9100", status="resolved"), alert("10.0.0.2:9100", name="GPUTemperatureHigh")]
+    assert decide(alerts, CONFIG, {"actions": []}, NOW) == ([], {"actions": []})
+
+
+def test_an_unknown_instance_is_refused_once_and_named():
+    decisions, state = decide([alert("10.9.9.9:9100"), alert("10.9.9.9:9100")], CONFIG, {"actions": []}, NOW)
+    assert decisions == [{"node": "", "instance": "10.9.9.9:9100", "alertname": "HostMemoryHigh", "action": "refused",
+                          "reason": "no node is known for instance='10.9.9.9:9100'"}]
+    assert state == {"actions": []}
+
+
+def test_an_alert_without_the_label_is_refused():
+    decisions, _ = decide([{"status": "firing", "labels": {"alertname": "HostMemoryHigh"}}], CONFIG, {"actions": []}, NOW)
+    assert [d["reason"] for d in decisions] == ["no node is known for instance=''"]
+
+
+def test_two_alerts_for_one_node_restart_it_once():
+    decisions, state = decide([alert("10.0.0.1:9100", job="a"), alert("10.0.0.1:9100", job="b")], CONFIG,
+                              {"actions": []}, NOW)
+    assert [d["action"] for d in decisions] == ["restart"]
+    assert len(state["actions"]) == 1
+
+
+@pytest.mark.parametrize("ago, action", [(1799, "refused"), (1800, "restart"), (1801, "restart"), (0, "refused")])
+def test_the_cooldown_on_both_sides_of_its_boundary(ago, action):
+    decisions, _ = decide([alert("10.0.0.1:9100")], CONFIG, {"actions": [{"node": "node1", "at": NOW - ago}]}, NOW)
+    assert decisions[0]["action"] == action
+
+
+def test_the_cooldown_is_per_node_and_says_when():
+    state = {"actions": [{"node": "node1", "at": NOW - 10}]}
+    decisions, _ = decide([alert("10.0.0.1:9100"), alert("10.0.0.2:9100")], CONFIG, state, NOW)
+    assert [(d["node"], d["action"]) for d in decisions] == [("node1", "refused"), ("node2", "restart")]
+    assert decisions[0]["reason"] == "cooldown: node1 was restarted 10 s ago, less than 1800 s"
+
+
+def test_the_cooldown_counts_from_the_last_restart():
+    state = {"actions": [{"node": "node1", "at": NOW - 5000}, {"node": "node1", "at": NOW - 100}]}
+    assert refusal("node1", CONFIG, prune(state, NOW), NOW).startswith("cooldown: node1 was restarted 100 s ago")
+
+
+@pytest.mark.parametrize("count, action", [(1, "restart"), (2, "refused"), (3, "refused"), (0, "restart")])
+def test_the_hourly_maximum_on_both_sides_of_its_boundary(count, action):
+    state = {"actions": [{"node": "node3", "at": NOW - 3000 - i} for i in range(count)]}
+    config = dict(CONFIG, cooldown_s=0)
+    decisions, _ = decide([alert("10.0.0.1:9100")], config, state, NOW)
+    assert decisions[0]["action"] == action
+    if action == "refused":
+        assert decisions[0]["reason"] == "hourly maximum: %d restart(s) in the last hour, at most 2" % count
+
+
+@pytest.mark.parametrize("age, action", [(HOUR - 1, "refused"), (HOUR, "restart"), (HOUR + 1, "restart")])
+def test_a_restart_leaves_the_hour_after_exactly_an_hour(age, action):
+    state = {"actions": [{"node": "node2", "at": NOW - 10}, {"node": "node3", "at": NOW - age}]}
+    decisions, _ = decide([alert("10.0.0.1:9100")], CONFIG, state, NOW)
+    assert decisions[0]["action"] == action
+
+
+def test_restarts_of_one_webhook_count_towards_the_maximum():
+    alerts = [alert("10.0.0.1:9100"), alert("10.0.0.2:9100"), alert("10.0.0.3:9100")]
+    decisions, state = decide(alerts, CONFIG, {"actions": []}, NOW)
+    assert [d["action"] for d in decisions] == ["restart", "restart", "refused"]
+    assert [a["node"] for a in state["actions"]] == ["node1", "node2"]
+
+
+def test_a_node_whose_restart_is_queued_or_running_is_refused():
+    decisions, state = decide([alert("10.0.0.1:9100")], CONFIG, {"actions": []}, NOW, busy={"node1"})
+    assert decisions[0]["reason"] == "a restart of node1 is already queued or running"
+    assert state == {"actions": []}
+
+
+def test_prune_keeps_the_last_hour_and_each_nodes_last_restart():
+    state = {"actions": [{"node": "a", "at": NOW - 9000}, {"node": "a", "at": NOW - 8000},
+                         {"node": "b", "at": NOW - 100}, {"node": "b", "at": NOW - HOUR - 1}, {"bad": 1}]}
+    assert prune(state, NOW) == {"actions": [{"node": "a", "at": NOW - 8000}, {"node": "b", "at": NOW - 100}]}
+    assert prune({}, NOW) == {"actions": []}
+
+
+@pytest.mark.parametrize("raw, message", [
+    (b"{", "the body is not JSON"),
+    (None, "the body is not JSON"),
+    (webhook(version="3"), "not an Alertmanager webhook of version 4"),
+    (b"[]", "not an Alertmanager webhook of version 4"),
+    (b'{"version": "4"}', "the webhook has no list of alerts"),
+    (json.dumps({"version": "4", "alerts": [{"status": "pending", "labels": {}}]}).encode(), "status firing or resolved"),
+    (json.dumps({"version": "4", "alerts": [{"status": "firing", "labels": []}]}).encode(), "and labels"),
+    (json.dumps({"version": "4", "alerts": ["x"]}).encode(), "an alert must have"),
+])
+def test_a_body_that_is_not_a_webhook_is_refused(raw, message):
+    with pytest.raises(RemediationError, match=message):
+        parse_webhook(raw)
+
+
+def test_a_webhook_gives_its_alerts():
+    assert parse_webhook(webhook(alert("a"))) == [alert("a")]
+
+
+def test_the_settings_pass_as_given():
+    assert check_config(dict(CONFIG)) == CONFIG
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"alertname": ""}, "alertname must be an alert name"),
+    ({"target_label": None}, "target_label must be a label name"),
+    ({"targets": {"a": "bad name!"}}, "targets must map label values to node names"),
+    ({"targets": []}, "targets must map"),
+    ({"cooldown_s": -1}, "cooldown_s must be an integer >= 0, not -1"),
+    ({"cooldown_s": True}, "cooldown_s must be an integer >= 0, not True"),
+    ({"max_per_hour": 0}, "max_per_hour must be an integer >= 1, not 0"),
+    ({"command_timeout_s": "9"}, "command_timeout_s must be an integer >= 1, not '9'"),
+    ({"command": ["ansible-playbook", "x.yml"]}, "command must be a list of arguments, one of them holding {node}"),
+    ({"command": "ansible-playbook {node}"}, "command must be a list"),
+    ({"command": []}, "command must be a list"),
+    ({"allowed_subjects": []}, "allowed_subjects must list at least one client certificate subject"),
+    ({"allowed_subjects": [""]}, "allowed_subjects must list"),
+    ({"listen_host": ""}, "listen_host must be an address"),
+    ({"listen_port": 0}, "listen_port must be a port number, not 0"),
+    ({"listen_port": 65536}, "listen_port must be a port number, not 65536"),
+    ({"listen_port": True}, "listen_port must be a port number"),
+    ({"state_file": "state.json"}, "state_file must be an absolute path, not 'state.json'"),
+    ({"ca_file": None}, "ca_file must be an absolute path, not None"),
+])
+def test_each_bad_setting_is_named(change, message):
+    with pytest.raises(RemediationError) as err:
+        check_config(dict(CONFIG, **change))
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("value", [0, 1800])
+def test_a_cooldown_of_zero_and_the_edges_of_the_ports_pass(value):
+    assert check_config(dict(CONFIG, cooldown_s=value, listen_port=1, max_per_hour=1, command_timeout_s=1))
+    assert check_config(dict(CONFIG, listen_port=65535))
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(RemediationError) as err:
+        check_config({})
+    assert str(err.value).count(";") >= 10
+
+
+def test_the_command_names_the_node_in_its_arguments_only():
+    assert command_for(CONFIG["command"], "node1") == [
+        "ansible-playbook", "-e", "rolling_update_hosts=node1", "rolling_update.yml"]
+
+
+@pytest.mark.parametrize("node", ["a b", "-e", "x;rm", "", None, "a" * 254])
+def test_a_node_name_that_is_not_a_host_name_is_refused(node):
+    with pytest.raises(RemediationError, match="is not a host name"):
+        command_for(CONFIG["command"], node)
+
+
+def test_a_subject_reads_as_nginx_prints_it():
+    peer = ((("organizationName", "onprem.deepseek"),), (("commonName", "alertmanager"),))
+    assert subject_of(peer) == "CN=alertmanager,O=onprem.deepseek"
+    assert subject_of(((("commonName", "a"), ("serialNumber", "7")),)) == "CN=a+serialNumber=7"
+    assert subject_of(None) == ""
+
+
+def test_the_state_is_saved_whole_and_read_back(tmp_path):
+    path = tmp_path / "state.json"
+    assert load_state(str(path)) == {"actions": []}
+    save_state(str(path), {"actions": [{"node": "n", "at": 1.0}]})
+    assert load_state(str(path)) == {"actions": [{"node": "n", "at": 1.0}]}
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
+
+
+@pytest.mark.parametrize("text", ["{", "[]", '{"actions": 3}'])
+def test_a_state_file_that_is_not_the_receivers_is_refused(tmp_path, text):
+    path = tmp_path / "state.json"
+    path.write_text(text)
+    with pytest.raises(RemediationError, match="is not the receiver's state"):
+        load_state(str(path))
+
+
+def test_a_failed_save_leaves_the_old_state_and_no_temporary_file(tmp_path):
+    path = tmp_path / "state.json"
+    save_state(str(path), {"actions": []})
+    with pytest.raises(TypeError):
+        save_state(str(path), {"actions": [object()]})
+    assert load_state(str(path)) == {"actions": []}
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
+
+
+def test_an_audit_line_is_one_sorted_json_line():
+    assert audit_line({"b": 1, "a": "x"}) == '{"a":"x","b":1}\n'
