@@ -1,5 +1,6 @@
 """Render the monitoring roles' files with Ansible's own templating and check them with the tools the
 roles' validate: steps run on the hosts (promtool check config, nft -c)."""
+import json
 import shutil
 import subprocess
 
@@ -8,7 +9,7 @@ import yaml
 
 from ansible_collections.onprem.deepseek.plugins.module_utils._port_filter import port_filter
 from ansible_collections.onprem.deepseek.plugins.module_utils._scrape_plan import scrape_jobs
-from role_templates import DataLoader, ROLES, render_file, role_variables
+from role_templates import DataLoader, ROLES, Templar, render_file, role_variables
 
 PROMTOOL = shutil.which("promtool")
 NFT = "/usr/sbin/nft"  # tools/bootstrap installs nftables
@@ -86,18 +87,75 @@ def test_the_firewall_table_parses_with_nft_and_names_its_sets(tmp_path):
     assert run.returncode == 0, run.stderr
 
 
-def test_the_default_alertmanager_configuration_passes_amtool(tmp_path):
-    amtool = shutil.which("amtool")
-    if not amtool:
+def alertmanager_config(**overrides):
+    """configure.yml's Alertmanager configuration (__monitoring_alertmanager_config), rendered."""
+    loader = DataLoader()
+    variables = role_variables(loader, "monitoring")
+    variables.update(overrides)
+    # Plain data, as to_nice_yaml writes it (the templar's strings carry Ansible's tags).
+    return json.loads(json.dumps(Templar(loader=loader, variables=variables).template(
+        variables["__monitoring_alertmanager_config"])))
+
+
+def amtool(*args):
+    path = shutil.which("amtool")
+    if not path:
         pytest.fail("amtool is missing: run tools/bootstrap (it installs Debian's prometheus-alertmanager package)")
+    return subprocess.run([path, *args], capture_output=True, text=True, check=False, timeout=60)
+
+
+def test_the_default_alertmanager_configuration_passes_amtool(tmp_path):
     defaults = yaml.safe_load((ROLES / "monitoring" / "defaults" / "main.yml").read_text())
     # As configure.yml writes it: the route and the receivers, in Alertmanager's own format.
+    config = alertmanager_config()
+    assert config == {"route": defaults["monitoring_alertmanager_route"],
+                      "receivers": defaults["monitoring_alertmanager_receivers"]}
     conf = tmp_path / "alertmanager.yml"
-    conf.write_text(yaml.safe_dump({"route": defaults["monitoring_alertmanager_route"],
-                                    "receivers": defaults["monitoring_alertmanager_receivers"]}))
-    run = subprocess.run([amtool, "check-config", str(conf)], capture_output=True, text=True, check=False)
+    conf.write_text(yaml.safe_dump(config))
+    run = amtool("check-config", str(conf))
     assert run.returncode == 0, run.stdout + run.stderr
     # A route to a receiver that does not exist is refused: the role's validate: keeps the old file.
     conf.write_text(yaml.safe_dump({"route": {"receiver": "pager"}, "receivers": [{"name": "default"}]}))
-    run = subprocess.run([amtool, "check-config", str(conf)], capture_output=True, text=True, check=False)
+    run = amtool("check-config", str(conf))
     assert run.returncode != 0 and "pager" in run.stdout + run.stderr
+
+
+REMEDIATION = {"monitoring_remediation_url": "https://10.0.9.1:9443/alerts", "monitoring_scrape_client_certificate": "prom"}
+
+
+def routes_test(conf, *labels):
+    run = amtool("config", "routes", "test", "--config.file=%s" % conf, *labels)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return run.stdout.strip()
+
+
+def test_host_memory_high_also_goes_to_the_remediation_receiver_with_the_client_certificate(tmp_path):
+    config = alertmanager_config(**REMEDIATION)
+    assert config["receivers"][-1] == {"name": "onprem-deepseek-remediation", "webhook_configs": [{
+        "url": "https://10.0.9.1:9443/alerts", "send_resolved": False, "http_config": {"tls_config": {
+            "ca_file": "/etc/prometheus/onprem-deepseek-scrape/ca.pem",
+            "cert_file": "/etc/prometheus/onprem-deepseek-scrape/client.crt",
+            "key_file": "/etc/prometheus/onprem-deepseek-scrape/client.key", "min_version": "TLS13"}}}]}
+    conf = tmp_path / "alertmanager.yml"
+    conf.write_text(yaml.safe_dump(config))
+    run = amtool("check-config", str(conf))
+    assert run.returncode == 0, run.stdout + run.stderr
+    # The site's own receiver still gets it (continue); other alerts, and the label missing, only the site's.
+    assert routes_test(conf, "alertname=HostMemoryHigh", "action=restart_engine", "instance=n1:9100") \
+        == "onprem-deepseek-remediation,default"
+    assert routes_test(conf, "alertname=HostMemoryHigh", "instance=n1:9100") == "default"
+    assert routes_test(conf, "alertname=GPUTemperatureHigh", "action=restart_engine") == "default"
+
+
+def test_the_sites_own_routes_follow_the_remediation_route(tmp_path):
+    route = {"receiver": "default", "routes": [{"receiver": "pager", "matchers": ['severity="critical"']}]}
+    config = alertmanager_config(monitoring_alertmanager_route=route,
+                                 monitoring_alertmanager_receivers=[{"name": "default"}, {"name": "pager"}], **REMEDIATION)
+    assert config["route"]["routes"][1] == route and config["route"]["receiver"] == "default"
+    conf = tmp_path / "alertmanager.yml"
+    conf.write_text(yaml.safe_dump(config))
+    assert routes_test(conf, "alertname=HostMemoryHigh", "action=restart_engine", "severity=critical") \
+        == "onprem-deepseek-remediation,pager"
+    assert routes_test(conf, "alertname=HostMemoryHigh", "action=restart_engine") == "onprem-deepseek-remediation,default"
+    assert routes_test(conf, "alertname=SiteDown", "severity=critical") == "pager"
+    assert routes_test(conf, "alertname=SiteDown") == "default"
