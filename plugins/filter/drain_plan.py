@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: drain_plan
 short_description: The engine servers of one node to take out of every gateway's pools, never a pool's last
-version_added: 0.3.0
+version_added: 0.2.0
 author:
   - onprem.deepseek contributors (!UNKNOWN)
 description:

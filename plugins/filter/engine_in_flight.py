@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: engine_in_flight
 short_description: How many requests an engine serves or queues, from its Prometheus metrics
-version_added: 0.3.0
+version_added: 0.2.0
 author:
   - onprem.deepseek contributors (!UNKNOWN)
 description:
