@@ -14,9 +14,9 @@ document. Subcommands:
   split POLICY SPLITS KEYDIR
                          4 completions per principal: the stand-in that answered each, and the
                          variant _gateway_policy.split_assign gives the principal
-  load KEYFILE MARKER AFTER
+  load KEYFILE MARKER AFTER [MOST]
                          completions 0.15 s apart until the file MARKER exists, then AFTER more
-                         (at most 400 in all): status and answering stand-in of each
+                         (at most MOST, default 400, in all): status and answering stand-in of each
   tls12                  whether a TLS 1.2 handshake is refused
   cert CERT              one chat completion (deepseek-r1) presenting the client certificate
                          CERT.crt / CERT.key and no key: its status
@@ -203,25 +203,60 @@ def split(policy_path, splits_path, key_dir):
     return out
 
 
-def load(key_file, marker, after):
-    """Driven by the marker, not a count, so a slow stop of the server still leaves answers after it."""
+class Unanswered(Exception):
+    """The connection ended before any byte of an answer."""
+
+
+def chat_once(conn, key):
+    """chat(), telling a connection that ended before any answer (Unanswered) from other failures."""
+    body = json.dumps({"model": "deepseek-r1", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    try:
+        conn.request("POST", "/v1/chat/completions", body=body,
+                     headers={"Content-Type": "application/json", "Authorization": "Bearer " + key})
+        answer = conn.getresponse()
+    except (http.client.RemoteDisconnected, ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetError,
+            BrokenPipeError) as exc:
+        raise Unanswered(exc)
+    answer.read()
+    return answer.status, answer.getheader("X-Standin-Engine")
+
+
+def load(key_file, marker, after, most=400):
+    """Driven by the marker, not a count, so a slow stop of the server still leaves answers after it.
+
+    Like HTTP clients (the OpenAI SDKs among them), a request sent on a kept-alive connection that
+    the gateway closed while it was idle (as nginx does to idle connections when it reloads) is sent
+    again once on a new connection: nothing had been answered, so nothing had been done. Such a
+    sample says "resent"; any other failure, or a second one, is the sample's failure."""
     key = read_key(key_file)
     samples = []
-    conn = connect()
+    conn, served = connect(), 0
     left = None
-    while len(samples) < 400 and left != 0:
+    while len(samples) < most and left != 0:
         if left is None and os.path.exists(marker):
             left = after
         if left:
             left -= 1
         start = time.time()
-        try:
-            status, engine = chat(conn, key)
-        except OSError as exc:
-            status, engine = 0, str(exc)
-            conn.close()
-            conn = connect()
-        samples.append({"t": round(start, 3), "status": status, "engine": engine})
+        resent = False
+        for attempt in (1, 2):
+            try:
+                status, engine = chat_once(conn, key)
+                served += 1
+                break
+            except Unanswered as exc:
+                conn.close()
+                conn, was_reused, served = connect(), served > 0, 0
+                status, engine = 0, str(exc)
+                if not was_reused or attempt == 2:
+                    break
+                resent = True
+            except OSError as exc:
+                status, engine = 0, str(exc)
+                conn.close()
+                conn, served = connect(), 0
+                break
+        samples.append({"t": round(start, 3), "status": status, "engine": engine, "resent": resent})
         time.sleep(0.15)  # under the default 10 requests per second
     conn.close()
     return samples
@@ -291,7 +326,7 @@ def main():
     elif command == "split":
         out = split(*args)
     elif command == "load":
-        out = load(args[0], args[1], int(args[2]))
+        out = load(args[0], args[1], int(args[2]), *[int(a) for a in args[3:4]])
     elif command == "same-policy":
         out = same_policy(*args)
     elif command == "router-counts":

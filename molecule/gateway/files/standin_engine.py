@@ -1,6 +1,7 @@
 """A STAND-IN for an inference engine (test only): OpenAI-style answers with usage, no model.
 
-Serves /health, /v1/models, /v1/chat/completions, /v1/completions and /v1/embeddings; a request
+Serves /health, /metrics (the requests in flight as vLLM's vllm:num_requests_running, no key, as
+vLLM serves it), /v1/models, /v1/chat/completions, /v1/completions and /v1/embeddings; a request
 with "stream": true gets server-sent events ending in a usage chunk (when stream_options asks for
 it, as the gateway always does) and [DONE]. Every /v1 request must carry the engine key (read from
 the file named by the first argument) as "Authorization: Bearer": the gateway's, never a caller's.
@@ -10,6 +11,7 @@ so the scenario sees which pool and which server of a pool answered.
 import hmac
 import json
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -21,6 +23,8 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     key = b""
     name = ""
+    in_flight = 0
+    lock = threading.Lock()
 
     def log_message(self, *args):
         pass
@@ -44,6 +48,14 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/health":
             self._json(200, {"status": "ok"})
+        elif self.path == "/metrics":
+            raw = ("vllm:num_requests_running{model_name=\"standin\"} %d\nvllm:num_requests_waiting{model_name=\"standin\"} 0\n"
+                   % Handler.in_flight).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
         elif self.path == "/v1/models":
             if self._authorized():
                 self._json(200, {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "standin"}
@@ -52,6 +64,15 @@ class Handler(BaseHTTPRequestHandler):
             self._json(404, {"error": {"message": "no route", "code": 404}})
 
     def do_POST(self):
+        with Handler.lock:
+            Handler.in_flight += 1
+        try:
+            self._post()
+        finally:
+            with Handler.lock:
+                Handler.in_flight -= 1
+
+    def _post(self):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if not self._authorized():
             return
