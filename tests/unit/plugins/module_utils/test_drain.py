@@ -167,3 +167,36 @@ def test_the_filters_wrap_the_logic_and_name_themselves():
         plan_plugin.drain_plan({}, "n1", ["a"])
     with pytest.raises(AnsibleFilterError, match="^engine_in_flight: s: the engine's metrics have none"):
         flight_plugin.engine_in_flight("", "s")
+
+
+# --- Cases from the mutation run ------------------------------------------------------------------
+
+@pytest.mark.parametrize("server, message", [
+    (8000, "a pool server must be a string address:port, not 8000"),
+    ("10.0.0.1", "pool server '10.0.0.1' is not address:port (or [v6 address]:port)"),
+])
+def test_server_messages_whole(server, message):
+    with pytest.raises(DrainError) as err:
+        server_address(server)
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize("gateways, message", [
+    ({"gw": "main"}, "gateway gw: gateway_pools must be a list of pools, not 'main'"),
+    ({"gw": ["p"]}, "gateway gw: a pool must be a mapping with a name and a list of servers, not 'p'"),
+])
+def test_pool_messages_whole(gateways, message):
+    with pytest.raises(DrainError) as err:
+        drain_plan(gateways, "n1", ["10.0.0.1"])
+    assert str(err.value) == message
+
+
+def test_non_string_addresses_are_not_the_nodes():
+    gws = {"gw": [{"name": "p", "servers": ["10.0.0.1:8000", "10.0.0.2:8000"]}]}
+    assert drain_plan(gws, "n1", [None, 7, "10.0.0.1"])["servers"] == ["10.0.0.1:8000"]
+
+
+def test_a_pool_without_the_node_does_not_end_the_search():
+    gws = {"gw": [{"name": "other", "servers": ["10.0.0.2:8000"]},
+                  {"name": "p", "servers": ["10.0.0.1:8000", "10.0.0.2:8001"]}]}
+    assert drain_plan(gws, "n1", ["10.0.0.1"])["gateways"] == {"gw": {"p": ["10.0.0.2:8001"]}}

@@ -234,3 +234,138 @@ def test_a_failed_save_leaves_the_old_state_and_no_temporary_file(tmp_path):
 
 def test_an_audit_line_is_one_sorted_json_line():
     assert audit_line({"b": 1, "a": "x"}) == '{"a":"x","b":1}\n'
+
+
+# --- Cases from the mutation run: whole messages, loop exits, boundaries, the state file. ---------
+
+@pytest.mark.parametrize("raw, message", [
+    (webhook(version="3"), "not an Alertmanager webhook of version 4"),
+    (b'{"version": "4"}', "the webhook has no list of alerts"),
+    (json.dumps({"version": "4", "alerts": ["x"]}).encode(), "an alert must have status firing or resolved and labels: 'x'"),
+])
+def test_webhook_messages_whole(raw, message):
+    with pytest.raises(RemediationError) as err:
+        parse_webhook(raw)
+    assert str(err.value) == message
+
+
+def test_the_json_message_names_the_parse_error():
+    with pytest.raises(RemediationError) as err:
+        parse_webhook(b"{")
+    assert str(err.value).startswith("the body is not JSON: Expecting property name")
+    assert str(err.value).endswith("(char 1)")
+
+
+def test_a_resolved_alert_is_a_valid_alert():
+    assert parse_webhook(webhook(alert("a", status="resolved")))[0]["status"] == "resolved"
+
+
+def test_every_bad_setting_at_once_word_for_word():
+    with pytest.raises(RemediationError) as err:
+        check_config({})
+    assert str(err.value).split("; ") == [
+        "alertname must be an alert name", "target_label must be a label name",
+        "targets must map label values to node names",
+        "cooldown_s must be an integer >= 0, not None", "max_per_hour must be an integer >= 1, not None",
+        "command_timeout_s must be an integer >= 1, not None",
+        "command must be a list of arguments, one of them holding {node}",
+        "listen_host must be an address", "listen_port must be a port number, not None",
+        "cert_file must be an absolute path, not None", "key_file must be an absolute path, not None",
+        "ca_file must be an absolute path, not None", "state_file must be an absolute path, not None",
+        "audit_file must be an absolute path, not None",
+        "allowed_subjects must list at least one client certificate subject"]
+
+
+@pytest.mark.parametrize("change", [
+    {"target_label": ""}, {"target_label": 7},
+    {"command": ["{node}", 3]}, {"command": [3]},
+])
+def test_an_empty_label_and_a_command_with_a_non_string_are_refused(change):
+    with pytest.raises(RemediationError):
+        check_config(dict(CONFIG, **change))
+
+
+def test_the_node_name_message_whole():
+    with pytest.raises(RemediationError) as err:
+        command_for(CONFIG["command"], "a b")
+    assert str(err.value) == "node name 'a b' is not a host name"
+
+
+def test_the_state_message_whole(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text("[]")
+    with pytest.raises(RemediationError) as err:
+        load_state(str(path))
+    assert str(err.value) == "%s is not the receiver's state" % path
+    path.write_text("{")
+    with pytest.raises(RemediationError) as err:
+        load_state(str(path))
+    assert str(err.value).startswith("%s is not the receiver's state: Expecting property name" % path)
+
+
+@pytest.mark.parametrize("peer, subject", [
+    ((("organizationalUnitName", "ops"),), "OU=ops"),
+    ((("countryName", "CN"),), "C=CN"),
+    ((("localityName", "Shanghai"),), "L=Shanghai"),
+    ((("stateOrProvinceName", "SH"),), "ST=SH"),
+    ((("domainComponent", "bank"),), "DC=bank"),
+    ((("emailAddress", "a@b"),), "emailAddress=a@b"),
+])
+def test_each_short_attribute_name(peer, subject):
+    assert subject_of((peer,)) == subject
+
+
+def test_prune_drops_entries_without_a_node_or_a_time():
+    assert prune({"actions": [{"at": NOW}, {"node": "a"}, {"node": "b", "at": NOW}]}, NOW) == {
+        "actions": [{"node": "b", "at": NOW}]}
+
+
+def test_prune_of_two_restarts_at_the_same_time_keeps_the_later_recorded():
+    old = NOW - 2 * HOUR
+    state = {"actions": [{"node": "a", "at": old, "n": 1}, {"node": "a", "at": old, "n": 2}]}
+    assert prune(state, NOW) == {"actions": [{"node": "a", "at": old, "n": 2}]}
+
+
+def test_prune_drops_a_restart_exactly_an_hour_old_unless_it_is_the_nodes_last():
+    state = {"actions": [{"node": "a", "at": NOW - HOUR}, {"node": "a", "at": NOW - 10}]}
+    assert prune(state, NOW) == {"actions": [{"node": "a", "at": NOW - 10}]}
+
+
+def test_an_alert_after_a_resolved_one_and_after_a_duplicate_still_counts():
+    alerts = [alert("10.0.0.1:9100", status="resolved"), alert("10.0.0.1:9100"), alert("10.0.0.1:9100"),
+              alert("10.0.0.2:9100")]
+    decisions, _ = decide(alerts, CONFIG, {"actions": []}, NOW)
+    assert [d["node"] for d in decisions] == ["node1", "node2"]
+
+
+def test_two_unknown_instances_are_two_refusals():
+    decisions, _ = decide([alert("10.9.9.8:9100"), alert("10.9.9.9:9100")], CONFIG, {"actions": []}, NOW)
+    assert [d["instance"] for d in decisions] == ["10.9.9.8:9100", "10.9.9.9:9100"]
+
+
+def test_an_alert_without_a_start_says_so():
+    firing = {"status": "firing", "labels": {"alertname": "HostMemoryHigh", "instance": "10.0.0.1:9100"}}
+    decisions, _ = decide([firing], CONFIG, {"actions": []}, NOW)
+    assert decisions[0]["reason"] == "firing since ?"
+
+
+def test_the_state_file_is_sorted_json_and_its_temporary_file_sits_beside_it(tmp_path, monkeypatch):
+    import tempfile as _tempfile
+    made = []
+    real = _tempfile.mkstemp
+
+    def spy(**kwargs):
+        made.append(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(_tempfile, "mkstemp", spy)
+    path = tmp_path / "state.json"
+    save_state(str(path), {"b": 1, "actions": []})
+    assert path.read_text() == '{"actions": [], "b": 1}'
+    assert made == [{"dir": str(tmp_path), "prefix": ".state."}]
+
+
+def test_a_state_path_without_a_directory_is_written_in_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    save_state("state.json", {"actions": []})
+    assert (tmp_path / "state.json").read_text() == '{"actions": []}'
