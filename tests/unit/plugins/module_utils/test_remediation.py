@@ -369,3 +369,21 @@ def test_a_state_path_without_a_directory_is_written_in_the_working_directory(tm
     monkeypatch.chdir(tmp_path)
     save_state("state.json", {"actions": []})
     assert (tmp_path / "state.json").read_text() == '{"actions": []}'
+
+
+def test_the_monitoring_role_ships_the_receiver_built_from_the_current_module_utils():
+    import importlib.util
+    import os
+    from pathlib import Path
+    if "MUTANT_UNDER_TEST" in os.environ:
+        # ./dev mutate: mutmut's copies of module_utils carry its trampolines, never the shipped code.
+        pytest.skip("under mutmut, plugins/module_utils is not the source the receiver is built from")
+    root = Path(__file__).resolve().parents[4]
+    if not (root / "tools" / "build_keywrap.py").exists():
+        pytest.skip("the built collection ships no tools/: checked in the source tree")
+    spec = importlib.util.spec_from_file_location("build_keywrap", root / "tools" / "build_keywrap.py")
+    builder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(builder)
+    built = root / "roles" / "monitoring" / "files" / "onprem_deepseek_remediation.py"
+    target = next(t for t in builder.TARGETS if t.path == built)
+    assert built.read_text() == builder.build(target)
