@@ -12,6 +12,7 @@ pool gets, which is what a rolling change exists to avoid.
 
 from __future__ import annotations
 
+import math
 import re
 
 # The engines' gauges of requests being served or queued (vLLM, SGLang).
@@ -104,7 +105,7 @@ def in_flight(text, server=''):
         except ValueError:
             raise DrainError('%s%s has the value %r, not a number'
                              % (server + ': ' if server else '', match.group(1), match.group(3)))
-        if value != value or value < 0:
+        if math.isnan(value) or value < 0:
             raise DrainError('%s%s has the value %r, not a count'
                              % (server + ': ' if server else '', match.group(1), match.group(3)))
         total += value

@@ -20,7 +20,6 @@ import subprocess
 import sys
 import threading
 import time
-
 from ansible_collections.onprem.deepseek.plugins.module_utils._remediation import (
     MAX_BODY,
     RemediationError,
@@ -152,8 +151,8 @@ class Server(http.server.ThreadingHTTPServer):
 
     def handle_error(self, request, client_address):
         # A refused handshake (no certificate of the CA, TLS 1.2) is one line, not a traceback.
-        print('onprem-deepseek-remediation: connection from %s ended: %s' % (client_address[0], sys.exc_info()[1]),
-              file=sys.stderr)
+        sys.stderr.write('onprem-deepseek-remediation: connection from %s ended: %s\n'
+                         % (client_address[0], sys.exc_info()[1]))
 
 
 def serve(config, ready=None):
@@ -183,7 +182,7 @@ def main(argv=None):
         check_config(config)
         load_state(config['state_file'])
     except (OSError, ValueError) as exc:
-        print('onprem-deepseek-remediation: %s: %s' % (args.config, exc), file=sys.stderr)
+        sys.stderr.write('onprem-deepseek-remediation: %s: %s\n' % (args.config, exc))
         return 2
     if args.action == 'check':
         return 0

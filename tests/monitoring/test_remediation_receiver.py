@@ -5,7 +5,6 @@ result. The command is a STAND-IN script that records its arguments."""
 import http.client
 import importlib.util
 import json
-import os
 import ssl
 import subprocess
 import sys
@@ -198,7 +197,7 @@ def test_a_command_that_outlasts_its_timeout_is_audited_as_failed(receiver, cert
 def test_restarts_run_one_at_a_time_and_a_queued_node_is_refused(receiver, certs, monkeypatch):
     monkeypatch.setenv("SLEEP", "1")
     post(receiver, certs, hook("10.0.0.1:9100", "10.0.0.2:9100"))
-    _, again = post(receiver, certs, hook("10.0.0.2:9100"))
+    _status, again = post(receiver, certs, hook("10.0.0.2:9100"))
     assert again["decisions"][0]["reason"] == "a restart of node2 is already queued or running"
     results = [x for x in audit(receiver, 5, timeout=15) if x["event"] == "result"]
     assert [r["node"] for r in results] == ["node1", "node2"]

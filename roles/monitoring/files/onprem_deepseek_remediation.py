@@ -199,7 +199,6 @@ import threading
 import time
 
 
-
 class Receiver:
     """Decisions under one lock; commands run by one worker thread, in order."""
 
@@ -317,8 +316,8 @@ class Server(http.server.ThreadingHTTPServer):
 
     def handle_error(self, request, client_address):
         # A refused handshake (no certificate of the CA, TLS 1.2) is one line, not a traceback.
-        print('onprem-deepseek-remediation: connection from %s ended: %s' % (client_address[0], sys.exc_info()[1]),
-              file=sys.stderr)
+        sys.stderr.write('onprem-deepseek-remediation: connection from %s ended: %s\n'
+                         % (client_address[0], sys.exc_info()[1]))
 
 
 def serve(config, ready=None):
@@ -348,7 +347,7 @@ def main(argv=None):
         check_config(config)
         load_state(config['state_file'])
     except (OSError, ValueError) as exc:
-        print('onprem-deepseek-remediation: %s: %s' % (args.config, exc), file=sys.stderr)
+        sys.stderr.write('onprem-deepseek-remediation: %s: %s\n' % (args.config, exc))
         return 2
     if args.action == 'check':
         return 0

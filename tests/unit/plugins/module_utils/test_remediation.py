@@ -61,7 +61,7 @@ def test_an_unknown_instance_is_refused_once_and_named():
 
 
 def test_an_alert_without_the_label_is_refused():
-    decisions, _ = decide([{"status": "firing", "labels": {"alertname": "HostMemoryHigh"}}], CONFIG, {"actions": []}, NOW)
+    decisions, _state = decide([{"status": "firing", "labels": {"alertname": "HostMemoryHigh"}}], CONFIG, {"actions": []}, NOW)
     assert [d["reason"] for d in decisions] == ["no node is known for instance=''"]
 
 
@@ -74,13 +74,13 @@ def test_two_alerts_for_one_node_restart_it_once():
 
 @pytest.mark.parametrize("ago, action", [(1799, "refused"), (1800, "restart"), (1801, "restart"), (0, "refused")])
 def test_the_cooldown_on_both_sides_of_its_boundary(ago, action):
-    decisions, _ = decide([alert("10.0.0.1:9100")], CONFIG, {"actions": [{"node": "node1", "at": NOW - ago}]}, NOW)
+    decisions, _state = decide([alert("10.0.0.1:9100")], CONFIG, {"actions": [{"node": "node1", "at": NOW - ago}]}, NOW)
     assert decisions[0]["action"] == action
 
 
 def test_the_cooldown_is_per_node_and_says_when():
     state = {"actions": [{"node": "node1", "at": NOW - 10}]}
-    decisions, _ = decide([alert("10.0.0.1:9100"), alert("10.0.0.2:9100")], CONFIG, state, NOW)
+    decisions, _state = decide([alert("10.0.0.1:9100"), alert("10.0.0.2:9100")], CONFIG, state, NOW)
     assert [(d["node"], d["action"]) for d in decisions] == [("node1", "refused"), ("node2", "restart")]
     assert decisions[0]["reason"] == "cooldown: node1 was restarted 10 s ago, less than 1800 s"
 
@@ -94,7 +94,7 @@ def test_the_cooldown_counts_from_the_last_restart():
 def test_the_hourly_maximum_on_both_sides_of_its_boundary(count, action):
     state = {"actions": [{"node": "node3", "at": NOW - 3000 - i} for i in range(count)]}
     config = dict(CONFIG, cooldown_s=0)
-    decisions, _ = decide([alert("10.0.0.1:9100")], config, state, NOW)
+    decisions, _state = decide([alert("10.0.0.1:9100")], config, state, NOW)
     assert decisions[0]["action"] == action
     if action == "refused":
         assert decisions[0]["reason"] == "hourly maximum: %d restart(s) in the last hour, at most 2" % count
@@ -103,7 +103,7 @@ def test_the_hourly_maximum_on_both_sides_of_its_boundary(count, action):
 @pytest.mark.parametrize("age, action", [(HOUR - 1, "refused"), (HOUR, "restart"), (HOUR + 1, "restart")])
 def test_a_restart_leaves_the_hour_after_exactly_an_hour(age, action):
     state = {"actions": [{"node": "node2", "at": NOW - 10}, {"node": "node3", "at": NOW - age}]}
-    decisions, _ = decide([alert("10.0.0.1:9100")], CONFIG, state, NOW)
+    decisions, _state = decide([alert("10.0.0.1:9100")], CONFIG, state, NOW)
     assert decisions[0]["action"] == action
 
 
@@ -334,18 +334,18 @@ def test_prune_drops_a_restart_exactly_an_hour_old_unless_it_is_the_nodes_last()
 def test_an_alert_after_a_resolved_one_and_after_a_duplicate_still_counts():
     alerts = [alert("10.0.0.1:9100", status="resolved"), alert("10.0.0.1:9100"), alert("10.0.0.1:9100"),
               alert("10.0.0.2:9100")]
-    decisions, _ = decide(alerts, CONFIG, {"actions": []}, NOW)
+    decisions, _state = decide(alerts, CONFIG, {"actions": []}, NOW)
     assert [d["node"] for d in decisions] == ["node1", "node2"]
 
 
 def test_two_unknown_instances_are_two_refusals():
-    decisions, _ = decide([alert("10.9.9.8:9100"), alert("10.9.9.9:9100")], CONFIG, {"actions": []}, NOW)
+    decisions, _state = decide([alert("10.9.9.8:9100"), alert("10.9.9.9:9100")], CONFIG, {"actions": []}, NOW)
     assert [d["instance"] for d in decisions] == ["10.9.9.8:9100", "10.9.9.9:9100"]
 
 
 def test_an_alert_without_a_start_says_so():
     firing = {"status": "firing", "labels": {"alertname": "HostMemoryHigh", "instance": "10.0.0.1:9100"}}
-    decisions, _ = decide([firing], CONFIG, {"actions": []}, NOW)
+    decisions, _state = decide([firing], CONFIG, {"actions": []}, NOW)
     assert decisions[0]["reason"] == "firing since ?"
 
 
