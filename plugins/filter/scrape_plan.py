@@ -51,7 +51,7 @@ options:
       - A missing C(gateway_url) fails like a missing fact above; a URL that is not https, or on loopback, fails
         naming the host.
     type: dict
-    version_added: 0.3.0
+    version_added: 0.2.0
   tls:
     description:
       - "Prometheus' client certificate: C(ca_file), C(cert_file), C(key_file) (absolute paths). A V(node) target
@@ -59,7 +59,7 @@ options:
         the job's C(tls_config)."
       - Such a target without O(tls) fails naming the host and the variable.
     type: dict
-    version_added: 0.3.0
+    version_added: 0.2.0
 """
 
 EXAMPLES = r"""

@@ -39,7 +39,7 @@ options:
       - The file must hold a key of this collection's format with O(prefix).
     type: bool
     default: false
-    version_added: 0.3.0
+    version_added: 0.2.0
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
