@@ -1,6 +1,7 @@
 """The sandbox's reading of its inventory: what it accepts, and what it refuses by name."""
 import copy
 import ipaddress
+import re
 
 import pytest
 
@@ -163,3 +164,65 @@ def test_debian_sources_without_the_suite_are_refused():
 
 def test_base_packages_carry_what_ansible_needs():
     assert {"python3", "python3-apt", "openssh-server", "sudo", "systemd-sysv", "dbus"} <= set(spec.BASE_PACKAGES)
+
+
+ROUTER_BGP = {"asn": 65000, "peer_asn": 65001, "service_prefix": "10.77.100.0/24"}
+
+
+def with_router_bgp(value):
+    inv = two_sites()
+    for hv in inv["_meta"]["hostvars"].values():
+        hv["sandbox_router_bgp"] = value
+    return inv
+
+
+def test_router_bgp_is_parsed():
+    bgp = parse_inventory(with_router_bgp(ROUTER_BGP)).router_bgp
+    assert (bgp.asn, bgp.peer_asn) == (65000, 65001)
+    assert bgp.service_prefix == ipaddress.IPv4Network("10.77.100.0/24")
+
+
+def test_router_bgp_is_optional():
+    assert parse_inventory(two_sites()).router_bgp is None
+
+
+@pytest.mark.parametrize("asn", [1, 4294967295, "4200000000"])
+def test_router_bgp_asn_bounds_are_accepted(asn):
+    assert parse_inventory(with_router_bgp({**ROUTER_BGP, "asn": asn})).router_bgp.asn == int(asn)
+    assert parse_inventory(with_router_bgp({**ROUTER_BGP, "peer_asn": asn})).router_bgp.peer_asn == int(asn)
+
+
+@pytest.mark.parametrize("prefix", ["10.77.0.4/30", "10.76.255.255/32", "10.77.3.0/24", "10.77.100.10/32"])
+def test_router_bgp_prefix_next_to_the_other_networks_is_accepted(prefix):
+    bgp = parse_inventory(with_router_bgp({**ROUTER_BGP, "service_prefix": prefix})).router_bgp
+    assert str(bgp.service_prefix) == prefix
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("65000", "sandbox_router_bgp: must be a mapping"),
+        ({**ROUTER_BGP, "med": 10}, "sandbox_router_bgp: unknown key(s) med"),
+        ({"asn": 65000}, "sandbox_router_bgp: missing key(s) peer_asn, service_prefix"),
+        ({**ROUTER_BGP, "asn": 0}, "sandbox_router_bgp.asn: 0 is outside 1-4294967295"),
+        ({**ROUTER_BGP, "asn": 4294967296}, "sandbox_router_bgp.asn: 4294967296 is outside 1-4294967295"),
+        ({**ROUTER_BGP, "peer_asn": 0}, "sandbox_router_bgp.peer_asn: 0 is outside"),
+        ({**ROUTER_BGP, "peer_asn": 4294967296}, "sandbox_router_bgp.peer_asn: 4294967296 is outside"),
+        ({**ROUTER_BGP, "asn": -1}, "sandbox_router_bgp.asn: -1 is outside 1-4294967295"),
+        ({**ROUTER_BGP, "asn": "-1"}, "sandbox_router_bgp.asn: '-1' is not an AS number"),
+        ({**ROUTER_BGP, "asn": True}, "sandbox_router_bgp.asn: True is not an AS number"),
+        ({**ROUTER_BGP, "asn": "AS65000"}, "sandbox_router_bgp.asn: 'AS65000' is not an AS number"),
+        ({**ROUTER_BGP, "peer_asn": 650.5}, "sandbox_router_bgp.peer_asn: 650.5 is not an AS number"),
+        ({**ROUTER_BGP, "peer_asn": 65000}, "sandbox_router_bgp.peer_asn: 65000 must differ from asn"),
+        ({**ROUTER_BGP, "service_prefix": "10.77.100.1/24"}, "sandbox_router_bgp.service_prefix: '10.77.100.1/24'"),
+        ({**ROUTER_BGP, "service_prefix": "2001:db8::/64"}, "is not an IPv4 network"),
+        ({**ROUTER_BGP, "service_prefix": None}, "sandbox_router_bgp.service_prefix: None is not an IPv4 network"),
+        ({**ROUTER_BGP, "service_prefix": "10.77.0.0/30"}, "10.77.0.0/30 overlaps the mirror link 10.77.0.0/30"),
+        ({**ROUTER_BGP, "service_prefix": "10.77.0.3/32"}, "10.77.0.3/32 overlaps the mirror link"),
+        ({**ROUTER_BGP, "service_prefix": "10.77.2.255/32"}, "10.77.2.255/32 overlaps site site_b"),
+        ({**ROUTER_BGP, "service_prefix": "10.77.0.0/16"}, "sandbox_router_bgp.service_prefix: 10.77.0.0/16 overlaps"),
+    ],
+)
+def test_bad_router_bgp_is_refused_naming_the_variable(value, message):
+    with pytest.raises(SpecError, match=re.escape(message)):
+        parse_inventory(with_router_bgp(value))

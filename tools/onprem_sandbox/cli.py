@@ -1,4 +1,4 @@
-"""sandbox up | down | status | publish: the command line of the sandbox."""
+"""sandbox up | down | status | publish | bgp-routes: the command line of the sandbox."""
 from __future__ import annotations
 
 import argparse
@@ -65,15 +65,23 @@ def write_ssh_files(spec, state):
 
 def up(spec):
     state = State(spec.name)
-    state.data.update(name=spec.name, mirror=str(spec.mirror_address),
-                      routes=[str(s.subnet) for s in spec.sites.values()])
-    state.save()
+    record_routes(spec, state)
     try:
         _up(spec, state)
     except BaseException:
         log("up failed: removing what it created")
         down(spec.name)
         raise
+
+
+def record_routes(spec, state):
+    """Note this machine's routes before they are made (a failed `up` removes them), and
+    remove those an earlier `up` made that the inventory no longer names."""
+    routes = network.routed_nets(spec)
+    for route in set(state.data.get("routes", [])) - set(routes):
+        sh("ip", "route", "del", route, check=False)
+    state.data.update(name=spec.name, mirror=str(spec.mirror_address), routes=routes)
+    state.save()
 
 
 @contextlib.contextmanager
@@ -104,6 +112,7 @@ def _up(spec, state):
     if not run.alive(procs.get("http")):
         procs["http"] = mirror.start_http(spec, www)
     state.save()
+    ensure_router_bgp(spec, state)
 
     wanted = {h.name for h in spec.hosts}
     gone = sorted(set(state.hosts) - wanted)
@@ -151,6 +160,17 @@ def _up(spec, state):
     log(f"up: {len(spec.hosts)} host(s) answering SSH after {time.monotonic() - started:.0f}s")
 
 
+def ensure_router_bgp(spec, state):
+    """The router's BIRD when the inventory asks for it (restarted when it is not running or
+    its configuration changed); stopped when it no longer does."""
+    procs = state.data.setdefault("router_pids", {})
+    if spec.router_bgp:
+        procs["bird"] = network.ensure_router_bird(spec, state.dir, procs.get("bird"))
+    else:
+        run.stop([procs.pop("bird", None)], timeout=10)
+    state.save()
+
+
 def _remove_hosts(state, names):
     entries = {n: state.hosts.get(n, {}) for n in names}
     vm.shutdown([e.get("pid") for e in entries.values() if e.get("type") == "vm"])
@@ -168,6 +188,7 @@ def down(name):
     state = State(name)
     _remove_hosts(state, sorted(state.hosts))
     run.stop(list(state.data.get("mirror_pids", {}).values()), timeout=10)
+    run.stop(list(state.data.get("router_pids", {}).values()), timeout=10)
     network.remove_router(name, state.data.get("routes", []))
     # Namespaces left by an interrupted run that never reached the state file.
     for item in network.leftovers(name):
@@ -194,6 +215,11 @@ def status(name):
         ok = run.alive(procs.get(key))
         healthy &= ok
         print(f"  mirror {what:9} http://{m}:{port}{path:30} {'running' if ok else 'STOPPED'}")
+    if "bird" in state.data.get("router_pids", {}):
+        ok = run.alive(state.data["router_pids"]["bird"])
+        healthy &= ok
+        ctl = network.bird_files(state.dir)["ctl"]
+        print(f"  router BGP       {'birdc -s ' + str(ctl):50} {'running' if ok else 'STOPPED'}")
     for host, h in sorted(state.hosts.items()):
         ok = run.alive(h.get("pid")) and hostmod.ssh_ready(h["address"])
         healthy &= ok
@@ -207,6 +233,16 @@ def status(name):
     return 0 if healthy else 1
 
 
+def bgp_routes(name):
+    state = State(name)
+    if not run.alive(state.data.get("router_pids", {}).get("bird")):
+        print(f"sandbox {name}: the router runs no BIRD (sandbox_router_bgp unset, or the sandbox is down)",
+              file=sys.stderr)
+        return 1
+    print(network.bird_routes(state.dir), end="")
+    return 0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="sandbox", description=__doc__)
     p.add_argument("-i", "--inventory", action="append",
@@ -218,6 +254,7 @@ def main(argv=None):
     pub = sub.add_parser("publish", help="copy files into the mirror's artifact store")
     pub.add_argument("src")
     pub.add_argument("dest")
+    sub.add_parser("bgp-routes", help="the routes the router's BIRD learnt (sandbox_router_bgp)")
     args = p.parse_args(argv)
     if os.geteuid() != 0:
         sys.exit("sandbox: must run as root (namespaces, containers)")
@@ -238,6 +275,8 @@ def main(argv=None):
             target = mirror.publish(State(spec.name).dir / "mirror" / "www", args.src, args.dest)
             print(f"published {args.src} -> {spec.http_url}/artifacts/{args.dest.strip('/')} ({target})")
             return 0
+        if args.cmd == "bgp-routes":
+            return bgp_routes(spec.name)
     except (SpecError, run.CommandError) as exc:
         print(f"sandbox: {exc}", file=sys.stderr)
         return 2

@@ -73,6 +73,15 @@ class Host:
 
 
 @dataclass(frozen=True)
+class RouterBgp:
+    """BGP on the router namespace, standing for the site routers that the gateways announce
+    the service address to."""
+    asn: int
+    peer_asn: int
+    service_prefix: ipaddress.IPv4Network
+
+
+@dataclass(frozen=True)
 class Spec:
     name: str
     mirror_address: ipaddress.IPv4Address
@@ -89,6 +98,7 @@ class Spec:
     admin_user: str = "deploy"
     apt_port: int = 3142
     http_port: int = 8080
+    router_bgp: RouterBgp = None
     extra: dict = field(default_factory=dict)
 
     # Names of everything the sandbox creates on this machine, derived in one place so that
@@ -241,6 +251,45 @@ def _host_type_and_disks(hv, host_name):
     return host_type, parse_disks(hv.get("sandbox_disks"), host_name), extra
 
 
+def _asn(raw, key):
+    var = f"sandbox_router_bgp.{key}"
+    value = raw.get(key)
+    digits = isinstance(value, str) and re.fullmatch(r"[0-9]+", value)
+    if isinstance(value, bool) or not (isinstance(value, int) or digits):
+        raise SpecError(f"{var}: {value!r} is not an AS number")
+    if not 1 <= int(value) <= 4294967295:
+        raise SpecError(f"{var}: {value} is outside 1-4294967295")
+    return int(value)
+
+
+def parse_router_bgp(raw, sites, uplink_net):
+    """`sandbox_router_bgp`: the router accepts BGP from the site subnets and installs the
+    announced /32s of the service prefix."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise SpecError("sandbox_router_bgp: must be a mapping {asn, peer_asn, service_prefix}")
+    keys = {"asn", "peer_asn", "service_prefix"}
+    for what, wrong in (("unknown", set(raw) - keys), ("missing", keys - set(raw))):
+        if wrong:
+            raise SpecError(f"sandbox_router_bgp: {what} key(s) {', '.join(sorted(wrong))}")
+    asn, peer_asn = _asn(raw, "asn"), _asn(raw, "peer_asn")
+    if asn == peer_asn:
+        # The gateways are external peers (eBGP), whose AS path the standby site prepends.
+        raise SpecError(f"sandbox_router_bgp.peer_asn: {peer_asn} must differ from asn")
+    try:
+        prefix = ipaddress.IPv4Network(str(raw["service_prefix"]))
+    except ValueError as exc:
+        raise SpecError(f"sandbox_router_bgp.service_prefix: {raw['service_prefix']!r} is not an IPv4 network"
+                        f" ({exc})") from exc
+    if prefix.overlaps(uplink_net):
+        raise SpecError(f"sandbox_router_bgp.service_prefix: {prefix} overlaps the mirror link {uplink_net}")
+    for site in sites.values():
+        if prefix.overlaps(site.subnet):
+            raise SpecError(f"sandbox_router_bgp.service_prefix: {prefix} overlaps site {site.name}")
+    return RouterBgp(asn, peer_asn, prefix)
+
+
 def parse_inventory(inv):
     """Build a Spec from `ansible-inventory --list` output (a dict)."""
     # The controller may be in the inventory too (molecule's create/destroy run there).
@@ -278,6 +327,7 @@ def parse_inventory(inv):
             if other.subnet.overlaps(subnet):
                 raise SpecError(f"sandbox_sites.{site_name}.subnet: {subnet} overlaps site {other.name}")
         sites[site_name] = Site(site_name, subnet, gateway, f"site{index}")
+    router_bgp = parse_router_bgp(first.get("sandbox_router_bgp"), sites, uplink_net)
 
     hosts = []
     seen = {}
@@ -310,7 +360,7 @@ def parse_inventory(inv):
         name=name, mirror_address=mirror, router_address=router, sites=sites,
         hosts=tuple(hosts), extra_packages=tuple(extra_pkgs),
         pypi_requirements=tuple(pypi),
-        pypi_requirement_files=tuple(pypi_files),
+        pypi_requirement_files=tuple(pypi_files), router_bgp=router_bgp,
     )
 
 
