@@ -55,8 +55,8 @@ options:
   tls:
     description:
       - "Prometheus' client certificate: C(ca_file), C(cert_file), C(key_file) (absolute paths). A V(node) target
-        whose host publishes C(node_exporter_tls) true is scraped over https (target label C(__scheme__)) with it as
-        the job's C(tls_config)."
+        whose host publishes C(node_exporter_tls) true, or a V(dcgm) target whose host publishes C(dcgm_exporter_tls)
+        true, is scraped over https (target label C(__scheme__)) with it as the job's C(tls_config)."
       - Such a target without O(tls) fails naming the host and the variable.
     type: dict
     version_added: 0.2.0

@@ -134,7 +134,8 @@ def _group(job, targets):
 
 # Exporters that serve /metrics over TLS with client certificates: job, the host's fact saying so, and
 # the variable that turns it on.
-TLS_EXPORTERS = {JOB_NODE: ("node_exporter_tls", "node_exporter_tls_certificate")}
+TLS_EXPORTERS = {JOB_NODE: ("node_exporter_tls", "node_exporter_tls_certificate"),
+                 JOB_DCGM: ("dcgm_exporter_tls", "dcgm_exporter_tls_certificate")}
 _TLS_KEYS = ("ca_file", "cert_file", "key_file")
 
 

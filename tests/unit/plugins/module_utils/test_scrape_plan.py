@@ -390,11 +390,21 @@ def test_no_tls_target_no_tls_config_even_with_a_certificate():
     assert all("__scheme__" not in c["labels"] for c in plan["node"]["static_configs"])
 
 
-def test_only_the_node_exporter_takes_tls_so_far():
-    # The DCGM exporter has no TLS setting yet: a stray fact does not make its target https.
-    hosts = [dict(with_dcgm(HOSTS[0], "10.0.1.11:9400"), dcgm_exporter_tls=True)] + [with_dcgm(h, "") for h in HOSTS[1:]]
+def test_the_dcgm_exporter_on_tls_is_scraped_over_https_and_only_its_job_gets_the_certificate():
+    hosts = [dict(with_dcgm(HOSTS[0], "10.0.1.11:9400"), dcgm_exporter_tls=True)] + \
+        [with_dcgm(HOSTS[1], "10.0.1.12:9400"), with_dcgm(HOSTS[2], "")]
     plan = {j["job_name"]: j for j in scrape_jobs(hosts, dict(GROUPS, dcgm=["a1", "a2", "b1"]), tls=TLS)}
-    assert "__scheme__" not in plan["dcgm"]["static_configs"][0]["labels"] and "tls_config" not in plan["dcgm"]
+    assert plan["dcgm"]["tls_config"] == TLS
+    assert [c["labels"].get("__scheme__") for c in plan["dcgm"]["static_configs"]] == ["https", None]
+    assert "tls_config" not in plan["node"]
+
+
+def test_a_dcgm_exporter_on_tls_without_a_client_certificate_is_refused_naming_both_variables():
+    hosts = [dict(with_dcgm(HOSTS[0], "10.0.1.11:9400"), dcgm_exporter_tls=True)] + [with_dcgm(h, "") for h in HOSTS[1:]]
+    with pytest.raises(ScrapePlanError) as refused:
+        scrape_jobs(hosts, dict(GROUPS, dcgm=["a1", "a2", "b1"]))
+    assert str(refused.value) == ("a1: dcgm_exporter_tls_certificate is set, so its dcgm exporter answers only over TLS "
+                                  "to a client certificate: give Prometheus one (monitoring_scrape_client_certificate)")
 
 
 def test_a_tls_exporter_without_a_client_certificate_is_refused_naming_both_variables():
