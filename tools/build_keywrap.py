@@ -6,7 +6,7 @@ implementation for the modules and the hosts):
   storage tiers), from the _pkcs11_* module_utils;
 - roles/gateway/files/onprem_deepseek_audit.py, the onprem-deepseek-audit command (the gateway's
   audit chain), from _strict_json, _audit_chain, _audit_follow and the _pkcs11_* module_utils it uses;
-- roles/monitoring/files/onprem_deepseek_remediation.py, the receiver of the guarded engine restart
+- roles/remediation/files/onprem_deepseek_remediation.py, the receiver of the guarded engine restart
   on HostMemoryHigh, from _remediation and _remediation_server.
 
     tools/build_keywrap.py           write the files
@@ -48,7 +48,7 @@ TARGETS = (
            "onprem-deepseek-audit: follow the gateway's raw audit log into a signed hash chain, verify it.\n\n"
            "    python3 onprem_deepseek_audit.py {follow,verify,public-key} --help\n",
            '\n\nif __name__ == "__main__":\n    sys.exit(main())\n'),
-    Target("roles/monitoring/files/onprem_deepseek_remediation.py", ("_remediation.py", "_remediation_server.py"),
+    Target("roles/remediation/files/onprem_deepseek_remediation.py", ("_remediation.py", "_remediation_server.py"),
            "onprem-deepseek-remediation: Alertmanager's webhook over mutual TLS to a guarded engine restart.\n\n"
            "    python3 onprem_deepseek_remediation.py {serve,check} --config FILE\n",
            '\n\nif __name__ == "__main__":\n    sys.exit(main())\n'),

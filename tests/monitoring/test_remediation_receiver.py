@@ -1,7 +1,7 @@
-"""The remediation receiver as the host runs it (roles/monitoring/files/onprem_deepseek_remediation.py,
+"""The remediation receiver as the host runs it (roles/remediation/files/onprem_deepseek_remediation.py,
 built from plugins/module_utils/_remediation*.py) on loopback: mutual TLS 1.3, the allowed client
 certificate subjects, the guard rails, one command at a time, and an audit line per decision and
-result. The command is a STAND-IN script that records its arguments."""
+result. The command is a STAND-IN script that records its arguments. The test CA is conftest.py's `certs`."""
 import http.client
 import importlib.util
 import json
@@ -15,51 +15,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-BUILT = ROOT / "roles" / "monitoring" / "files" / "onprem_deepseek_remediation.py"
-EXT = """\
-[v3_ca]
-basicConstraints = critical, CA:TRUE
-keyUsage = critical, keyCertSign, cRLSign
-[server]
-basicConstraints = critical, CA:FALSE
-extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1
-[client]
-basicConstraints = critical, CA:FALSE
-extendedKeyUsage = clientAuth
-"""
+BUILT = ROOT / "roles" / "remediation" / "files" / "onprem_deepseek_remediation.py"
 STAND_IN = """import json, os, sys, time
 with open(os.environ["RECORD"], "a") as f:
     f.write(json.dumps(sys.argv[1:]) + "\\n")
 time.sleep(float(os.environ.get("SLEEP", "0")))
 sys.exit(int(os.environ.get("RC", "0")))
 """
-
-
-def openssl(*args):
-    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=30)
-
-
-def issue(work, name, subject, ca, section):
-    openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(work / (name + ".key")))
-    openssl("req", "-new", "-key", str(work / (name + ".key")), "-subj", subject, "-out", str(work / (name + ".csr")))
-    signer = ["-CA", str(work / (ca + ".pem")), "-CAkey", str(work / (ca + ".key"))] if ca else \
-        ["-signkey", str(work / (name + ".key"))]
-    openssl("x509", "-req", "-in", str(work / (name + ".csr")), *signer, "-set_serial", "1", "-days", "2",
-            "-extfile", str(work / "ext.cnf"), "-extensions", section, "-out", str(work / (name + ".pem")))
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    work = tmp_path_factory.mktemp("pki")
-    (work / "ext.cnf").write_text(EXT)
-    issue(work, "ca", "/O=onprem.deepseek/CN=Test CA", None, "v3_ca")
-    issue(work, "other-ca", "/O=onprem.deepseek/CN=Test CA", None, "v3_ca")
-    issue(work, "server", "/O=onprem.deepseek/CN=receiver", "ca", "server")
-    issue(work, "alertmanager", "/O=onprem.deepseek/CN=alertmanager", "ca", "client")
-    issue(work, "stranger", "/O=onprem.deepseek/CN=stranger", "ca", "client")
-    issue(work, "forged", "/O=onprem.deepseek/CN=alertmanager", "other-ca", "client")
-    return work
 
 
 @pytest.fixture()

@@ -384,6 +384,6 @@ def test_the_monitoring_role_ships_the_receiver_built_from_the_current_module_ut
     spec = importlib.util.spec_from_file_location("build_keywrap", root / "tools" / "build_keywrap.py")
     builder = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(builder)
-    built = root / "roles" / "monitoring" / "files" / "onprem_deepseek_remediation.py"
+    built = root / "roles" / "remediation" / "files" / "onprem_deepseek_remediation.py"
     target = next(t for t in builder.TARGETS if t.path == built)
     assert built.read_text() == builder.build(target)
