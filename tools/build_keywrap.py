@@ -7,7 +7,9 @@ implementation for the modules and the hosts):
 - roles/gateway/files/onprem_deepseek_audit.py, the onprem-deepseek-audit command (the gateway's
   audit chain), from _strict_json, _audit_chain, _audit_follow and the _pkcs11_* module_utils it uses;
 - roles/remediation/files/onprem_deepseek_remediation.py, the receiver of the guarded engine restart
-  on HostMemoryHigh, from _remediation and _remediation_server.
+  on HostMemoryHigh, from _remediation and _remediation_server;
+- roles/dr/files/onprem_deepseek_dr_entry.py, the gateways' health check that announces the global
+  entry point, from _dr_entry and _dr_entry_health.
 
     tools/build_keywrap.py           write the files
     tools/build_keywrap.py --check   exit 1 when a file is not what the sources build (a unit test runs this)
@@ -51,6 +53,10 @@ TARGETS = (
     Target("roles/remediation/files/onprem_deepseek_remediation.py", ("_remediation.py", "_remediation_server.py"),
            "onprem-deepseek-remediation: Alertmanager's webhook over mutual TLS to a guarded engine restart.\n\n"
            "    python3 onprem_deepseek_remediation.py {serve,check} --config FILE\n",
+           '\n\nif __name__ == "__main__":\n    sys.exit(main())\n'),
+    Target("roles/dr/files/onprem_deepseek_dr_entry.py", ("_dr_entry.py", "_dr_entry_health.py"),
+           "onprem-deepseek-dr-entry: announce the global entry point while the local gateway answers.\n\n"
+           "    python3 onprem_deepseek_dr_entry.py {serve,check,withdraw} --config FILE\n",
            '\n\nif __name__ == "__main__":\n    sys.exit(main())\n'),
 )
 

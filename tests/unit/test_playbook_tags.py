@@ -14,8 +14,8 @@ import pytest
 from playbook_runs import ROOT, needs_playbook, run_playbook
 
 SITE_ROLES = {'site_mirror', 'baseline', 'tls_policy', 'hsm', 'pki', 'storage_tiers', 'gpu_host', 'nvidia_driver',
-              'cuda_toolkit', 'tensorrt', 'dcgm_exporter', 'model_store', 'inference', 'gateway', 'node_exporter', 'monitoring',
-              'remediation'}
+              'cuda_toolkit', 'tensorrt', 'dcgm_exporter', 'model_store', 'inference', 'gateway', 'dr', 'node_exporter',
+              'monitoring', 'remediation'}
 # Plays (by name) that must run under any --tags, and the tag that names each.
 ALWAYS_PLAYS = {"Check every role's inputs": None, 'Report GPU readiness': 'validate',
                 'Summarise what is running where': 'summary',
