@@ -306,3 +306,104 @@ def test_the_role_ships_the_health_check_built_from_the_current_module_utils():
     built = root / "roles" / "dr" / "files" / "onprem_deepseek_dr_entry.py"
     target = next(t for t in builder.TARGETS if t.path == built)
     assert built.read_text() == builder.build(target)
+
+
+# Exact messages: each names the setting and shows the value.
+@pytest.mark.parametrize("change, message", [
+    ({"url": "http://x/v1/chat/completions"},
+     "url must be https://127.0.0.1[:port]/v1/chat/completions (the local gateway), got 'http://x/v1/chat/completions'"),
+    ({"server_name": "a b"}, "server_name must be the gateway certificate's DNS name, got 'a b'"),
+    ({"ca_file": "ca.pem"}, "ca_file must be an absolute path, got 'ca.pem'"),
+    ({"metrics_file": "m"}, "metrics_file must be an absolute path or empty, got 'm'"),
+    ({"model": ""}, "model must be a model name the gateway serves, got ''"),
+    ({"protocol": "1x"}, "protocol must be the BIRD protocol name, got '1x'"),
+    ({"interval_s": True}, "interval_s must be a number from 0.2 to 60.0, got True"),
+    ({"interval_s": 0.5, "timeout_s": 0.6}, "timeout_s (0.6) must not exceed interval_s (0.5)"),
+    ({"rise": 0}, "rise must be a whole number from 1 to 100, got 0"),
+    ({"fall": 101}, "fall must be a whole number from 1 to 100, got 101"),
+    ({"address": "10.0.100.0/24"}, "address: '10.0.100.0/24' must be one address (a /32), not a network"),
+    ({"extra": 1}, "unknown setting extra"),
+])
+def test_each_bad_setting_has_its_own_message(change, message):
+    with pytest.raises(DrEntryError) as caught:
+        check_config(dict(CONFIG, **change))
+    assert str(caught.value) == message
+
+
+def test_every_problem_is_named_at_once():
+    with pytest.raises(DrEntryError) as caught:
+        check_config(dict(CONFIG, rise=0, fall=0))
+    assert str(caught.value) == ("rise must be a whole number from 1 to 100, got 0; "
+                                 "fall must be a whole number from 1 to 100, got 0")
+    config = dict(CONFIG)
+    del config["model"]
+    with pytest.raises(DrEntryError) as caught:
+        check_config(config)
+    assert str(caught.value) == "model is missing"
+    with pytest.raises(DrEntryError) as caught:
+        check_config("x")
+    assert str(caught.value) == "the settings must be a JSON object"
+
+
+@pytest.mark.parametrize("change", [{"rise": 1}, {"rise": 100}, {"fall": 1}, {"fall": 100},
+                                    {"server_name": "GW.Example.TEST"}, {"interval_s": 60.0, "timeout_s": 0.1}])
+def test_settings_at_their_bounds_pass(change):
+    assert check_config(dict(CONFIG, **change))["model"] == "deepseek-r1"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"gateways": []}, "the group deepseek_gateways has no host: the service address needs a gateway to announce it"),
+    ({"peers": []}, "dr_entry_peers: must map each gateway to its BGP peers"),
+    ({"only": "gw-b"}, "'gw-b' is not a list of gateways of deepseek_gateways"),
+    ({"gateways": [{"site": "site_a", "router_id": "10.0.1.21"}]}, "a gateway must have a name, got {'site': 'site_a', 'router_id': '10.0.1.21'}"),
+    ({"gateways": ["gw-a"]}, "a gateway must have a name, got 'gw-a'"),
+    ({"gateways": [{"name": "", "site": "site_a"}]}, "a gateway must have a name, got {'name': '', 'site': 'site_a'}"),
+    ({"gateways": [{"name": "gw-a", "site": "site_a", "router_id": "x"}], "peers": {"gw-a": PEERS["gw-a"]}},
+     "gw-a: the router id (its address): 'x' is not an IPv4 address"),
+    ({"peers": dict(PEERS, **{"gw-a": [{"address": "10.0.1.1", "asn": 65001}]})},
+     "gw-a: dr_entry_peers[0].asn: 65001 is dr_entry_asn; the gateways speak eBGP to the site routers, so the "
+     "routers need their own AS"),
+])
+def test_each_refusal_of_the_plan_has_its_own_message(change, message):
+    assert refused(**change) == message
+
+
+@pytest.mark.parametrize("asn, ok", [(0, False), (1, True), (4294967295, True), (4294967296, False)])
+def test_a_peers_asn_on_both_sides_of_its_bounds(asn, ok):
+    peers = dict(PEERS, **{"gw-a": [{"address": "10.0.1.1", "asn": asn}]})
+    if ok:
+        assert plan(peers=peers)["gw-a"]["peers"] == [{"address": "10.0.1.1", "asn": asn}]
+    else:
+        assert refused(peers=peers).startswith("gw-a: dr_entry_peers[0].asn: %d must be a whole number" % asn)
+
+
+@pytest.mark.parametrize("rise, fall, message", [(0, 1, "rise: 0 must be"), (1, 0, "fall: 0 must be")])
+def test_rise_and_fall_errors_name_them(rise, fall, message):
+    with pytest.raises(DrEntryError, match="^" + message):
+        EntryHealth(rise, fall)
+
+
+def test_a_new_health_has_counted_nothing():
+    health = EntryHealth(2, 2)
+    assert (health.announced, health.passed, health.failed) == (False, 0, 0)
+
+
+def test_the_included_protocol_says_announced_when_it_is():
+    assert bird_protocol("dr_entry", "10.0.100.10", True).splitlines()[0] == (
+        "# Managed by the onprem.deepseek dr role's health check: announced.")
+
+
+def test_the_metrics_are_exactly_the_textfile_format():
+    assert metrics_text("10.0.100.10", True, True, 5.5, 1) == (
+        '# HELP onprem_deepseek_dr_entry_announced 1 while this gateway announces the service address.\n'
+        '# TYPE onprem_deepseek_dr_entry_announced gauge\n'
+        'onprem_deepseek_dr_entry_announced{address="10.0.100.10"} 1\n'
+        '# HELP onprem_deepseek_dr_entry_check_ok 1 when the last authenticated completion through this gateway passed.\n'
+        '# TYPE onprem_deepseek_dr_entry_check_ok gauge\n'
+        'onprem_deepseek_dr_entry_check_ok{address="10.0.100.10"} 1\n'
+        '# HELP onprem_deepseek_dr_entry_check_timestamp_seconds When the last check ended.\n'
+        '# TYPE onprem_deepseek_dr_entry_check_timestamp_seconds gauge\n'
+        'onprem_deepseek_dr_entry_check_timestamp_seconds{address="10.0.100.10"} 5.500\n'
+        '# HELP onprem_deepseek_dr_entry_transitions_total Announcements and withdrawals since the check started.\n'
+        '# TYPE onprem_deepseek_dr_entry_transitions_total counter\n'
+        'onprem_deepseek_dr_entry_transitions_total{address="10.0.100.10"} 1\n')
