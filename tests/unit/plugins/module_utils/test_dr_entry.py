@@ -407,3 +407,11 @@ def test_the_metrics_are_exactly_the_textfile_format():
         '# HELP onprem_deepseek_dr_entry_transitions_total Announcements and withdrawals since the check started.\n'
         '# TYPE onprem_deepseek_dr_entry_transitions_total counter\n'
         'onprem_deepseek_dr_entry_transitions_total{address="10.0.100.10"} 1\n')
+
+
+def test_unknown_and_missing_settings_are_named_together():
+    config = dict(CONFIG, extra=1)
+    del config["rise"]
+    with pytest.raises(DrEntryError) as caught:
+        check_config(config)
+    assert str(caught.value) == "unknown setting extra; rise is missing"
