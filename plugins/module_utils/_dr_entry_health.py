@@ -117,7 +117,7 @@ def serve(config, checks=None, clock=time.monotonic, sleep=time.sleep, wall=time
     context.minimum_version = ssl.TLSVersion.TLSv1_3
     health = EntryHealth(config['rise'], config['fall'])
     health.announced = read_announced(config['bird_include'])
-    transitions, done = 0, 0
+    transitions, done, metrics_failed = 0, 0, False
     address = config['address']
     write_atomically(config['bird_include'], bird_protocol(config['protocol'], address, health.announced))
     while checks is None or done < checks:
@@ -133,7 +133,14 @@ def serve(config, checks=None, clock=time.monotonic, sleep=time.sleep, wall=time
         if not set_bird(config, health.announced):
             sys.stderr.write('birdc could not %s %s\n' % ('enable' if health.announced else 'disable', config['protocol']))
             sys.stderr.flush()
-        write_atomically(config['metrics_file'], metrics_text(address, health.announced, ok, wall(), transitions))
+        try:
+            write_atomically(config['metrics_file'], metrics_text(address, health.announced, ok, wall(), transitions))
+        except OSError as exc:
+            # No textfile directory (no node exporter on this host): the check goes on without metrics.
+            if not metrics_failed:
+                sys.stderr.write('cannot write %s: %s\n' % (config['metrics_file'], exc))
+                sys.stderr.flush()
+            metrics_failed = True
         done += 1
         sleep(max(0.0, config['interval_s'] - (clock() - started)))
     return health

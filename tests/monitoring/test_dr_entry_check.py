@@ -165,3 +165,10 @@ def test_the_built_file_checks_settings_and_withdraws(config, tmp_path):
                           text=True, timeout=30, check=False)
     assert done.returncode == 0, done.stderr
     assert "disabled;" in Path(config["bird_include"]).read_text() and calls(config) == ["disable"]
+
+
+def test_without_the_textfile_directory_the_check_goes_on(config, tmp_path, capsys):
+    config["metrics_file"] = str(tmp_path / "missing" / "dr.prom")
+    assert run(config, [True, True, True]).announced is True
+    assert calls(config) == ["disable", "enable", "enable"]
+    assert capsys.readouterr().err.count("cannot write") == 1
