@@ -74,20 +74,18 @@ def main():
     with open(args.key_file) as handle:
         key = handle.read().strip()
     context = ssl.create_default_context(cafile=args.ca_file)
-    samples, routes, failures, lock, stop = [], [], [], threading.Lock(), threading.Event()
+    samples, routes, failures, lock = [], [], [], threading.Lock()
     deadline = time.monotonic() + args.max_seconds
 
     def done():
-        return stop.is_set() or os.path.exists(args.stop_file) or time.monotonic() > deadline
+        return os.path.exists(args.stop_file) or time.monotonic() > deadline
 
     def worker(index):
-        count = 0
         while not done():
             with lock:
                 if len(samples) >= args.max_requests:
                     return
                 number = len(samples)
-            count += 1
             sample, why = one_request(args, key, context, (number + index) % args.stream_every == 0)
             with lock:
                 samples.append(sample)
@@ -111,7 +109,6 @@ def main():
         thread.start()
     for thread in threads:
         thread.join()
-    stop.set()
     with open(args.out, "w") as out:
         json.dump({"samples": sorted(samples, key=lambda s: s["start"]), "routes": routes,
                    "failures": sorted(failures, key=lambda f: f["start"])}, out)
