@@ -106,6 +106,22 @@ def _check_records(written, present, fault_time):
     return times, set(present)
 
 
+def audit_loss(audit_written, audit_present, fault_time):
+    """The RPO figures alone: ``records_written``, ``records_lost``, ``lost_seqs`` and ``rpo_s`` (see
+    the module's documentation); the replication's own measure uses it too."""
+    _time(fault_time, "fault_time")
+    times, present = _check_records(audit_written, audit_present, fault_time)
+    lost = sorted(seq for seq in times if seq not in present)
+    lost_times = [times[seq] for seq in lost]
+    if not lost:
+        rpo = 0
+    elif any(time is None for time in lost_times):
+        rpo = None
+    else:
+        rpo = fault_time - min(lost_times)
+    return {"records_written": len(times), "records_lost": len(lost), "lost_seqs": lost, "rpo_s": _seconds(rpo)}
+
+
 def _recovery(after, stable_successes):
     """The first success that begins a run of stable_successes successes, or None."""
     run = 0
@@ -139,7 +155,7 @@ def drill_report(samples, fault_time, detection_time, surviving_site, audit_writ
         raise DrReportError("surviving_site: must be a site name, not %r" % (surviving_site,))
     if isinstance(stable_successes, bool) or not isinstance(stable_successes, int) or stable_successes < 1:
         raise DrReportError("stable_successes: must be an integer, 1 or more, not %r" % (stable_successes,))
-    times, present = _check_records(audit_written, audit_present, fault_time)
+    loss = audit_loss(audit_written, audit_present, fault_time)
 
     after = [sample for sample in ordered if sample["start"] >= fault_time]
     recovered = _recovery(after, stable_successes)
@@ -148,14 +164,6 @@ def drill_report(samples, fault_time, detection_time, surviving_site, audit_writ
                  if not sample["ok"] and sample["end"] >= fault_time
                  and (recovery_time is None or sample["start"] <= recovery_time)]
     moved = _traffic_moved(after, surviving_site)
-    lost = sorted(seq for seq in times if seq not in present)
-    lost_times = [times[seq] for seq in lost]
-    if not lost:
-        rpo = 0
-    elif any(time is None for time in lost_times):
-        rpo = None
-    else:
-        rpo = fault_time - min(lost_times)
     failed = [sample for sample in ordered if not sample["ok"]]
     return {
         "surviving_site": surviving_site,
@@ -169,10 +177,10 @@ def drill_report(samples, fault_time, detection_time, surviving_site, audit_writ
         "failed_in_window": len(in_window),
         "failed_in_window_streamed": sum(1 for sample in in_window if sample["streamed"]),
         "traffic_moved_s": None if moved is None else _seconds(moved["start"] - fault_time),
-        "records_written": len(times),
-        "records_lost": len(lost),
-        "lost_seqs": lost,
-        "rpo_s": _seconds(rpo),
+        "records_written": loss["records_written"],
+        "records_lost": loss["records_lost"],
+        "lost_seqs": loss["lost_seqs"],
+        "rpo_s": loss["rpo_s"],
     }
 
 

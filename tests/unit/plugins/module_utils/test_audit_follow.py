@@ -766,7 +766,8 @@ def test_the_role_ships_the_audit_command_built_from_the_current_module_utils():
     target = next(t for t in builder.TARGETS if t.path == BUILT)
     assert BUILT.read_text() == builder.build(target)
     assert [t.path.name for t in builder.TARGETS] == [
-        "onprem_keywrap.py", "onprem_deepseek_audit.py", "onprem_deepseek_remediation.py", "onprem_deepseek_dr_entry.py"]
+        "onprem_keywrap.py", "onprem_deepseek_audit.py", "onprem_deepseek_remediation.py", "onprem_deepseek_dr_entry.py",
+        "onprem_deepseek_dr_replication.py"]
 
 
 @pytest.mark.parametrize("sources, problem", [
