@@ -6,7 +6,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: dr_plan
-short_description: Disaster recovery decisions between two active sites (dr_compare_sites, dr_precheck, dr_weights, dr_cutover_steps)
+short_description: Disaster recovery decisions between two active sites (precheck, weights, cutover steps, the primary in force)
 version_added: 0.2.0
 author:
   - onprem.deepseek contributors (!UNKNOWN)
@@ -29,6 +29,14 @@ description:
   - "C(dr_cutover_steps(new_primary, primary_weight=80, pools=null)), on the old primary: the planned cutover's
     weights in order, V(steady) then V(cutover); in-flight requests drain between them. A failback is the same
     with the sites swapped."
+  - "C(dr_server_weights(pools, server_sites)), on the sites' weights (C(weights) of C(dr_weights)): nginx's weight of
+    each server in the pools (C(gateway_pools)) that hold engines of both sites, a site's share split evenly over its
+    servers and divided by the greatest common divisor (80/20 over one server each gives 4 and 1); 0 means nginx's
+    C(backup). O(server_sites) maps a server's host part to its site; a server on no known site fails, naming it."
+  - "C(dr_primary_in_force(configured, sites)), on each gateway's record of the last cutover or failback (host to
+    C({primary_site, since}) or V(null)): the primary in force, C({site, source, since, differs}). Records that name
+    different sites (a cutover stopped half way) or an unknown site fail naming each host; with none,
+    O(configured) (C(dr_primary_site)) is in force."
   - Errors (a malformed fact, a weight outside 0 to 100 or a boolean) fail naming the field. See C(docs/dr.md).
 positional: _input
 options:
@@ -53,19 +61,31 @@ options:
     type: bool
     default: false
   sites:
-    description: C(dr_weights) - the two site names.
+    description: C(dr_weights) - the two site names; C(dr_primary_in_force) - the sites of the gateways.
     type: list
     elements: str
   new_primary:
     description: C(dr_cutover_steps) - the site that becomes primary.
     type: str
+  server_sites:
+    description: C(dr_server_weights) - a server's host (inventory name or C(ansible_host)) to its site.
+    type: dict
+  configured:
+    description: C(dr_primary_in_force) - C(dr_primary_site), in force when no gateway has a record.
+    type: str
+  allow_split:
+    description: C(dr_primary_in_force) - records that differ give C(site) V("") and C(source) V(split) instead of failing.
+    type: bool
+    default: false
   primary_weight:
     description: C(dr_weights), C(dr_cutover_steps) - the primary's share, an integer from 0 to 100.
     type: int
     default: 80
   pools:
-    description: C(dr_weights), C(dr_cutover_steps) - site name to its pool's name in C(gateway_upstreams); V(null) uses the site names.
-    type: dict
+    description:
+      - C(dr_weights), C(dr_cutover_steps) - site name to its pool's name in C(gateway_upstreams); V(null) uses the site names.
+      - C(dr_server_weights) - the gateway's pools, each C(name) and C(servers) (C(host:port)).
+    type: raw
 """
 
 EXAMPLES = r"""
@@ -117,6 +137,8 @@ from ansible_collections.onprem.deepseek.plugins.module_utils._dr_plan import (
     compare_sites,
     cutover_steps,
     precheck,
+    primary_in_force,
+    server_weights,
     weights,
 )
 
@@ -149,6 +171,20 @@ def dr_cutover_steps(old_primary, new_primary, primary_weight=DEFAULT_PRIMARY_WE
         raise AnsibleFilterError("dr_cutover_steps: %s" % exc)
 
 
+def dr_server_weights(site_weights, pools, server_sites):
+    try:
+        return server_weights(site_weights, pools, server_sites)
+    except DrPlanError as exc:
+        raise AnsibleFilterError("dr_server_weights: %s" % exc)
+
+
+def dr_primary_in_force(recorded, configured, sites, allow_split=False):
+    try:
+        return primary_in_force(recorded, configured, sites, allow_split)
+    except DrPlanError as exc:
+        raise AnsibleFilterError("dr_primary_in_force: %s" % exc)
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -156,4 +192,6 @@ class FilterModule(object):
             'dr_precheck': dr_precheck,
             'dr_weights': dr_weights,
             'dr_cutover_steps': dr_cutover_steps,
+            'dr_server_weights': dr_server_weights,
+            'dr_primary_in_force': dr_primary_in_force,
         }

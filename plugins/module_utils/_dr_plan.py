@@ -272,3 +272,124 @@ def cutover_steps(old_primary, new_primary, primary_weight=DEFAULT_PRIMARY_WEIGH
         del step["reasons"]
         steps.append(dict(step, step=name))
     return steps
+
+
+def _gcd(a, b):
+    while b:
+        a, b = b, a % b
+    return a
+
+
+def server_weights(site_weights, pools, server_sites):
+    """nginx's weight of each server in the pools that hold engines of both sites: {server: weight}.
+
+    ``site_weights``: site to its share (0 to 100, as weights() returns them); ``pools``: the
+    gateway's pools, each {name, servers}; ``server_sites``: the host part of a server
+    (``host:port``) to its site. A site's share is split evenly over its servers in the pool, and
+    the pool's weights are divided by their greatest common divisor (80/20 over one server each is
+    4 and 1). A server whose site has share 0 gets 0: nginx's ``backup``, used only when every other
+    server of the pool has failed. A pool whose servers are all on one site is left out (the split
+    is between sites); a server on no known site fails, naming the pool and the server.
+    """
+    if not isinstance(site_weights, dict) or not site_weights:
+        raise DrPlanError("site_weights: must be a dict of site names to weights, not %r" % (site_weights,))
+    for site, value in site_weights.items():
+        _site_name(site, "site_weights")
+        _weight(value, "site_weights.%s" % site)
+    if sum(site_weights.values()) == 0:
+        raise DrPlanError("site_weights: every site has weight 0: no server could serve")
+    if not isinstance(pools, (list, tuple)):
+        raise DrPlanError("pools: must be a list of the gateway's pools ({name, servers}), not %r" % (pools,))
+    if not isinstance(server_sites, dict):
+        raise DrPlanError("server_sites: must be a dict of server hosts to site names, not %r" % (server_sites,))
+    out = {}
+    for i, pool in enumerate(pools):
+        where = "pools[%d]" % i
+        if not isinstance(pool, dict) or not isinstance(pool.get("servers"), (list, tuple)):
+            raise DrPlanError("%s: must be a dict with servers (a list of host:port), not %r" % (where, pool))
+        where = "pools[%d] (%s)" % (i, pool.get("name", "?"))
+        sites = {}
+        for server in pool["servers"]:
+            if not isinstance(server, str) or ":" not in server:
+                raise DrPlanError("%s: server %r is not host:port" % (where, server))
+            site = server_sites.get(server.rsplit(":", 1)[0])
+            if site is None:
+                raise DrPlanError("%s: server %s is on no host of a site (no inventory host with deepseek_site has "
+                                  "that name or ansible_host)" % (where, server))
+            if site not in site_weights:
+                raise DrPlanError("%s: server %s is on site %s, which has no weight (sites: %s)"
+                                  % (where, server, site, ", ".join(sorted(site_weights))))
+            sites.setdefault(site, []).append(server)
+        if len(sites) < 2:
+            continue
+        if all(site_weights[site] == 0 for site in sites):
+            raise DrPlanError("%s: every site of the pool (%s) has weight 0" % (where, ", ".join(sorted(sites))))
+        # Each server's share as a fraction with the common denominator: the product of the counts.
+        denominator = 1
+        for servers in sites.values():
+            denominator *= len(servers)
+        raw = {}
+        for site, servers in sites.items():
+            for server in servers:
+                raw[server] = site_weights[site] * denominator // len(servers)
+        divisor = 0
+        for value in raw.values():
+            divisor = _gcd(divisor, value)
+        for server, value in raw.items():
+            out[server] = value // divisor
+    return out
+
+
+def primary_in_force(recorded, configured, sites, allow_split=False):
+    """The primary site in force: {site, entry_site, source, since, differs}.
+
+    ``recorded``: each gateway's record of the last cutover or failback (host to the record, a dict
+    with ``primary_site``, ``since`` and optionally ``entry_site``, where the global entry point is
+    preferred, by default the primary; or None where the host has none or could not be read).
+    ``configured``: ``dr_primary_site``, the primary of a first deployment. Every record must name
+    the same site, one of ``sites``: a cutover stopped half way is an error naming each host, as is
+    a record naming an unknown site. With no record the configured site is in force. ``differs``
+    is true when a record overrides ``dr_primary_site`` (a run of the playbooks then keeps the
+    recorded primary: only dr_cutover or dr_failback move it). ``allow_split`` (a cutover that
+    repairs a stopped one) returns site "" and source "split" instead of the error.
+    """
+    if not isinstance(recorded, dict):
+        raise DrPlanError("recorded: must be a dict of gateway hosts to their records, not %r" % (recorded,))
+    if not isinstance(sites, (list, tuple)):
+        raise DrPlanError("sites: must be a list of site names, not %r" % (sites,))
+    # Refused even where a record overrides it: it is what a rebuilt site would start from.
+    if configured and configured not in sites:
+        raise DrPlanError("dr_primary_site: %r has no gateway (the gateways' sites: %s)"
+                          % (configured, ", ".join(sorted(sites))))
+    found = {}
+    for host in sorted(recorded):
+        record = recorded[host]
+        if record is None:
+            continue
+        if not isinstance(record, dict) or not isinstance(record.get("primary_site"), str):
+            raise DrPlanError("%s: the primary site record is not {primary_site, since}: %r" % (host, record))
+        entry = record.get("entry_site") or record["primary_site"]
+        for name in (record["primary_site"], entry):
+            if name not in sites:
+                raise DrPlanError("%s: the primary site record names %s, which is not a site of the gateways (%s)"
+                                  % (host, name, ", ".join(sorted(sites))))
+        found[host] = dict(record, entry_site=entry)
+    named = sorted(set((record["primary_site"], record["entry_site"]) for record in found.values()))
+    if len(named) > 1 and allow_split:
+        return {"site": "", "entry_site": "", "source": "split", "since": None, "differs": True}
+    if len(named) > 1:
+        raise DrPlanError("the gateways' primary site records differ (a cutover stopped half way?): %s; run "
+                          "dr_cutover.yml to the site that should be primary"
+                          % ", ".join("%s: %s" % (host, _shown_record(record)) for host, record in sorted(found.items())))
+    if not named:
+        return {"site": configured, "entry_site": configured, "source": "inventory", "since": None, "differs": False}
+    since = max((record.get("since") or "") for record in found.values()) or None
+    site, entry = named[0]
+    return {"site": site, "entry_site": entry, "source": "record", "since": since,
+            "differs": site != configured or entry != configured}
+
+
+def _shown_record(record):
+    if record["entry_site"] == record["primary_site"]:
+        return record["primary_site"]
+    return "%s (entry point at %s)" % (record["primary_site"], record["entry_site"])

@@ -11,6 +11,8 @@ from ansible_collections.onprem.deepseek.plugins.module_utils._dr_plan import (
     compare_sites,
     cutover_steps,
     precheck,
+    primary_in_force,
+    server_weights,
     weights,
 )
 
@@ -313,7 +315,7 @@ def test_inputs_are_not_changed():
 
 def test_filters_are_registered_and_call_through():
     filters = plugin.FilterModule().filters()
-    assert sorted(filters) == ["dr_compare_sites", "dr_cutover_steps", "dr_precheck", "dr_weights"]
+    assert sorted(filters) == ["dr_compare_sites", "dr_cutover_steps", "dr_precheck", "dr_primary_in_force", "dr_server_weights", "dr_weights"]
     assert filters["dr_precheck"](sites(), primary="site_a", target="site_b")["ok"] is True
     assert filters["dr_precheck"](sites(a={"replication_lag_s": 0.06}), "site_a", "site_b", max_lag_s=0.1)["ok"]
     assert filters["dr_weights"](HEALTHY, primary="site_b", sites=["site_a", "site_b"])["weights"] == {
@@ -338,7 +340,8 @@ def test_documentation_names_every_option_of_the_filters():
     doc = yaml.safe_load(plugin.DOCUMENTATION)
     assert doc["name"] == "dr_plan" and doc["positional"] == "_input"
     assert set(doc["options"]) == {"_input", "primary", "target", "max_lag_s", "force", "sites", "new_primary",
-                                   "primary_weight", "pools"}
+                                   "primary_weight", "pools", "server_sites", "configured",
+                                   "allow_split"}
     for name in plugin.FilterModule().filters():
         assert "C(%s" % name in " ".join(doc["description"]), name
     yaml.safe_load(plugin.EXAMPLES)
@@ -389,3 +392,160 @@ def test_engines_of_the_wrong_shape_are_refused_whole():
         compare_sites(sites(a={"engines": ["e1"]}))
     assert str(caught.value) == ("facts.site_a.engines: must be a dict of engine names to true or false (answered an "
                                  "authenticated completion), not ['e1']")
+
+
+SITES = {"10.1.0.1": "site_a", "10.1.0.2": "site_a", "10.2.0.1": "site_b", "e-b2": "site_b", "10.3.0.1": "site_c"}
+
+
+def test_server_weights_split_a_pool_over_both_sites():
+    pools = [{"name": "p", "servers": ["10.1.0.1:8000", "10.2.0.1:8000"]}]
+    assert server_weights({"site_a": 80, "site_b": 20}, pools, SITES) == {"10.1.0.1:8000": 4, "10.2.0.1:8000": 1}
+    assert server_weights({"site_a": 20, "site_b": 80}, pools, SITES) == {"10.1.0.1:8000": 1, "10.2.0.1:8000": 4}
+    assert server_weights({"site_a": 50, "site_b": 50}, pools, SITES) == {"10.1.0.1:8000": 1, "10.2.0.1:8000": 1}
+    assert server_weights({"site_a": 70, "site_b": 30}, pools, SITES) == {"10.1.0.1:8000": 7, "10.2.0.1:8000": 3}
+
+
+def test_server_weights_split_a_share_evenly_over_a_sites_servers():
+    pools = [{"name": "p", "servers": ["10.1.0.1:8000", "10.1.0.2:8000", "10.2.0.1:8000"]}]
+    # site_a's 80 over two servers (40 each), site_b's 20 over one: 2, 2, 1.
+    assert server_weights({"site_a": 80, "site_b": 20}, pools, SITES) == {
+        "10.1.0.1:8000": 2, "10.1.0.2:8000": 2, "10.2.0.1:8000": 1}
+    pools = [{"name": "p", "servers": ["10.1.0.1:8000", "10.1.0.2:8000", "10.2.0.1:8000", "e-b2:8001"]}]
+    assert server_weights({"site_a": 80, "site_b": 20}, pools, SITES) == {
+        "10.1.0.1:8000": 4, "10.1.0.2:8000": 4, "10.2.0.1:8000": 1, "e-b2:8001": 1}
+    pools = [{"name": "p", "servers": ["10.1.0.1:8000", "10.1.0.2:8000", "10.2.0.1:8000"]}]
+    assert server_weights({"site_a": 20, "site_b": 80}, pools, SITES) == {
+        "10.1.0.1:8000": 1, "10.1.0.2:8000": 1, "10.2.0.1:8000": 8}
+
+
+def test_server_weights_give_a_drained_site_backup_weight_zero():
+    pools = [{"name": "p", "servers": ["10.1.0.1:8000", "10.2.0.1:8000", "e-b2:8000"]}]
+    assert server_weights({"site_a": 0, "site_b": 100}, pools, SITES) == {
+        "10.1.0.1:8000": 0, "10.2.0.1:8000": 1, "e-b2:8000": 1}
+    assert server_weights({"site_a": 100, "site_b": 0}, pools, SITES) == {
+        "10.1.0.1:8000": 1, "10.2.0.1:8000": 0, "e-b2:8000": 0}
+
+
+def test_server_weights_leave_out_a_pool_of_one_site():
+    pools = [{"name": "local", "servers": ["10.1.0.1:8000", "10.1.0.2:8000"]},
+             {"name": "both", "servers": ["10.1.0.1:9000", "10.2.0.1:9000"]}]
+    assert server_weights({"site_a": 80, "site_b": 20}, pools, SITES) == {"10.1.0.1:9000": 4, "10.2.0.1:9000": 1}
+    assert server_weights({"site_a": 80, "site_b": 20}, [], SITES) == {}
+
+
+@pytest.mark.parametrize("site_weights, pools, sites, message", [
+    ({}, [], SITES, "site_weights: must be a dict of site names to weights, not {}"),
+    ([80], [], SITES, "site_weights: must be a dict of site names to weights, not [80]"),
+    ({"site_a": 101, "site_b": 0}, [], SITES, "site_weights.site_a: must be an integer from 0 to 100, not 101"),
+    ({"site_a": -1, "site_b": 0}, [], SITES, "site_weights.site_a: must be an integer from 0 to 100, not -1"),
+    ({"site_a": True, "site_b": 0}, [], SITES, "site_weights.site_a: must be an integer from 0 to 100, not True"),
+    ({"": 1}, [], SITES, "site_weights: '' is not a site name (a non-empty string)"),
+    ({"site_a": 0, "site_b": 0}, [], SITES, "site_weights: every site has weight 0: no server could serve"),
+    ({"site_a": 80}, "p", SITES, "pools: must be a list of the gateway's pools ({name, servers}), not 'p'"),
+    ({"site_a": 80}, [], [], "server_sites: must be a dict of server hosts to site names, not []"),
+    ({"site_a": 80}, [{"name": "p"}], SITES, "pools[0]: must be a dict with servers (a list of host:port), not {'name': 'p'}"),
+    ({"site_a": 80}, ["p"], SITES, "pools[0]: must be a dict with servers (a list of host:port), not 'p'"),
+    ({"site_a": 80}, [{"name": "p", "servers": ["10.1.0.1"]}], SITES, "pools[0] (p): server '10.1.0.1' is not host:port"),
+    ({"site_a": 80}, [{"name": "p", "servers": [8000]}], SITES, "pools[0] (p): server 8000 is not host:port"),
+    ({"site_a": 80}, [{"name": "p", "servers": ["10.9.0.1:8000"]}], SITES,
+     "pools[0] (p): server 10.9.0.1:8000 is on no host of a site (no inventory host with deepseek_site has that name "
+     "or ansible_host)"),
+    ({"site_a": 80, "site_b": 20}, [{"name": "p", "servers": ["10.3.0.1:8000"]}], SITES,
+     "pools[0] (p): server 10.3.0.1:8000 is on site site_c, which has no weight (sites: site_a, site_b)"),
+    ({"site_a": 0, "site_b": 0, "site_c": 1}, [{"name": "p", "servers": ["10.1.0.1:8000", "10.2.0.1:8000"]}], SITES,
+     "pools[0] (p): every site of the pool (site_a, site_b) has weight 0"),
+])
+def test_server_weights_refuse_bad_input_naming_it(site_weights, pools, sites, message):
+    with pytest.raises(DrPlanError) as caught:
+        server_weights(site_weights, pools, sites)
+    assert str(caught.value) == message
+
+
+def test_server_weights_filter_names_itself():
+    filters = plugin.FilterModule().filters()
+    assert filters["dr_server_weights"]({"site_a": 80, "site_b": 20},
+                                        [{"name": "p", "servers": ["10.1.0.1:1", "10.2.0.1:1"]}], SITES) == {
+        "10.1.0.1:1": 4, "10.2.0.1:1": 1}
+    with pytest.raises(AnsibleFilterError) as caught:
+        filters["dr_server_weights"]({}, [], {})
+    assert str(caught.value).startswith("dr_server_weights: site_weights: must be")
+
+
+TWO = ["site_a", "site_b"]
+
+
+def test_primary_in_force_is_the_configured_one_without_a_record():
+    assert primary_in_force({}, "site_a", TWO) == {"site": "site_a", "entry_site": "site_a", "source": "inventory",
+                                                   "since": None, "differs": False}
+    assert primary_in_force({"g1": None, "g2": None}, "site_b", TWO) == {
+        "site": "site_b", "entry_site": "site_b", "source": "inventory", "since": None, "differs": False}
+
+
+def test_primary_in_force_is_the_recorded_one():
+    records = {"g1": {"primary_site": "site_b", "since": "2026-12-05T10:00:00Z"},
+               "g2": {"primary_site": "site_b", "since": "2026-12-05T10:00:01Z"}, "g3": None}
+    assert primary_in_force(records, "site_a", TWO) == {
+        "site": "site_b", "entry_site": "site_b", "source": "record", "since": "2026-12-05T10:00:01Z", "differs": True}
+    records = {"g1": {"primary_site": "site_a", "since": None}}
+    assert primary_in_force(records, "site_a", TWO) == {"site": "site_a", "entry_site": "site_a", "source": "record",
+                                                        "since": None, "differs": False}
+
+
+def test_primary_in_force_keeps_the_entry_point_where_the_record_says():
+    records = {"g1": {"primary_site": "site_b", "entry_site": "site_a", "since": "t1"},
+               "g2": {"primary_site": "site_b", "entry_site": "site_a", "since": "t2"}}
+    assert primary_in_force(records, "site_a", TWO) == {
+        "site": "site_b", "entry_site": "site_a", "source": "record", "since": "t2", "differs": True}
+    # The entry point elsewhere than dr_primary_site differs too.
+    records = {"g1": {"primary_site": "site_a", "entry_site": "site_b"}}
+    assert primary_in_force(records, "site_a", TWO)["differs"] is True
+    assert primary_in_force({"g1": {"primary_site": "site_a", "entry_site": ""}}, "site_a", TWO)["entry_site"] == "site_a"
+    with pytest.raises(DrPlanError) as caught:
+        primary_in_force({"g1": {"primary_site": "site_a", "entry_site": "site_c"}}, "site_a", TWO)
+    assert str(caught.value) == ("g1: the primary site record names site_c, which is not a site of the gateways "
+                                 "(site_a, site_b)")
+    with pytest.raises(DrPlanError) as caught:
+        primary_in_force({"g1": {"primary_site": "site_b", "entry_site": "site_a"}, "g2": {"primary_site": "site_b"}},
+                         "site_a", TWO)
+    assert str(caught.value) == ("the gateways' primary site records differ (a cutover stopped half way?): "
+                                 "g1: site_b (entry point at site_a), g2: site_b; run dr_cutover.yml to the site that "
+                                 "should be primary")
+
+
+@pytest.mark.parametrize("recorded, sites, message", [
+    ([], TWO, "recorded: must be a dict of gateway hosts to their records, not []"),
+    ({}, "site_a", "sites: must be a list of site names, not 'site_a'"),
+    ({"g1": "site_a"}, TWO, "g1: the primary site record is not {primary_site, since}: 'site_a'"),
+    ({"g1": {"since": 1}}, TWO, "g1: the primary site record is not {primary_site, since}: {'since': 1}"),
+    ({"g1": {"primary_site": "site_c"}}, TWO,
+     "g1: the primary site record names site_c, which is not a site of the gateways (site_a, site_b)"),
+    ({"g2": {"primary_site": "site_b"}, "g1": {"primary_site": "site_a"}, "g3": None}, TWO,
+     "the gateways' primary site records differ (a cutover stopped half way?): g1: site_a, g2: site_b; run "
+     "dr_cutover.yml to the site that should be primary"),
+])
+def test_primary_in_force_refuses_records_that_disagree_or_are_malformed(recorded, sites, message):
+    with pytest.raises(DrPlanError) as caught:
+        primary_in_force(recorded, "site_a", sites)
+    assert str(caught.value) == message
+    with pytest.raises(AnsibleFilterError) as caught:
+        plugin.FilterModule().filters()["dr_primary_in_force"](recorded, "site_a", sites)
+    assert str(caught.value) == "dr_primary_in_force: " + message
+
+
+def test_primary_in_force_may_allow_records_that_differ():
+    records = {"g1": {"primary_site": "site_a"}, "g2": {"primary_site": "site_b"}}
+    assert primary_in_force(records, "site_a", TWO, allow_split=True) == {
+        "site": "", "entry_site": "", "source": "split", "since": None, "differs": True}
+    assert plugin.FilterModule().filters()["dr_primary_in_force"](records, "site_a", TWO, True)["source"] == "split"
+    with pytest.raises(DrPlanError):
+        primary_in_force(records, "site_a", TWO)
+    with pytest.raises(DrPlanError):
+        primary_in_force({"g1": {"primary_site": "site_c"}}, "site_a", TWO, allow_split=True)
+
+
+def test_primary_in_force_refuses_a_configured_site_without_a_gateway_even_under_a_record():
+    for records in ({}, {"g1": {"primary_site": "site_a"}}):
+        with pytest.raises(DrPlanError) as caught:
+            primary_in_force(records, "site_c", TWO)
+        assert str(caught.value) == "dr_primary_site: 'site_c' has no gateway (the gateways' sites: site_a, site_b)"
+    assert primary_in_force({}, "", TWO)["site"] == ""
