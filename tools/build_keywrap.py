@@ -9,9 +9,9 @@ implementation for the modules and the hosts):
 - roles/remediation/files/onprem_deepseek_remediation.py, the receiver of the guarded engine restart
   on HostMemoryHigh, from _remediation and _remediation_server;
 - roles/dr/files/onprem_deepseek_dr_entry.py, the gateways' health check that announces the global
-  entry point, from _dr_entry and _dr_entry_health.
+  entry point, from _textfile, _dr_entry and _dr_entry_health.
 - roles/dr/files/onprem_deepseek_dr_replication.py, the gateways' audit replication heartbeat and lag
-  metrics, from _dr_report, _dr_replication and _dr_replication_agent.
+  metrics, from _textfile, _dr_report, _dr_replication and _dr_replication_agent.
 
     tools/build_keywrap.py           write the files
     tools/build_keywrap.py --check   exit 1 when a file is not what the sources build (a unit test runs this)
@@ -56,11 +56,11 @@ TARGETS = (
            "onprem-deepseek-remediation: Alertmanager's webhook over mutual TLS to a guarded engine restart.\n\n"
            "    python3 onprem_deepseek_remediation.py {serve,check} --config FILE\n",
            '\n\nif __name__ == "__main__":\n    sys.exit(main())\n'),
-    Target("roles/dr/files/onprem_deepseek_dr_entry.py", ("_dr_entry.py", "_dr_entry_health.py"),
+    Target("roles/dr/files/onprem_deepseek_dr_entry.py", ("_textfile.py", "_dr_entry.py", "_dr_entry_health.py"),
            "onprem-deepseek-dr-entry: announce the global entry point while the local gateway answers.\n\n"
            "    python3 onprem_deepseek_dr_entry.py {serve,check,withdraw} --config FILE\n",
            '\n\nif __name__ == "__main__":\n    sys.exit(main())\n'),
-    Target("roles/dr/files/onprem_deepseek_dr_replication.py", ("_dr_report.py", "_dr_replication.py",
+    Target("roles/dr/files/onprem_deepseek_dr_replication.py", ("_textfile.py", "_dr_report.py", "_dr_replication.py",
                                                                 "_dr_replication_agent.py"),
            "onprem-deepseek-dr-replication: the audit replication's heartbeat and lag metrics on a gateway.\n\n"
            "    python3 onprem_deepseek_dr_replication.py {serve,check} --config FILE\n",

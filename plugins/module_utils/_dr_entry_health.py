@@ -25,9 +25,9 @@ import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 from urllib.parse import urlsplit
+from ansible_collections.onprem.deepseek.plugins.module_utils._textfile import write_atomically
 from ansible_collections.onprem.deepseek.plugins.module_utils._dr_entry import (
     DrEntryError, EntryHealth, bird_protocol, check_config, completion_ok, metrics_text)
 
@@ -72,23 +72,6 @@ def set_bird(config, announce):
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0 and 'syntax error' not in done.stdout.lower()
-
-
-def write_atomically(path, text):
-    """Readers see the old file or the new one, never a part."""
-    if not path:
-        return
-    directory = os.path.dirname(path)
-    handle, temporary = tempfile.mkstemp(prefix='.dr-entry.', dir=directory)
-    try:
-        with os.fdopen(handle, 'w') as out:
-            out.write(text)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except OSError:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
 
 
 def read_announced(path):

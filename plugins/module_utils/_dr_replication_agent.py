@@ -17,9 +17,9 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 
+from ansible_collections.onprem.deepseek.plugins.module_utils._textfile import write_atomically
 from ansible_collections.onprem.deepseek.plugins.module_utils._dr_replication import (
     DrReplicationError, SenderView, check_agent_config, heartbeat_line, metrics_text, parse_replica_line)
 
@@ -69,21 +69,6 @@ class ReplicaReader:
         self.partial = lines.pop()
         for line in lines:
             self.view.observe(parse_replica_line(line))
-
-
-def write_atomically(path, text):
-    """Readers see the old file or the new one, never a part."""
-    directory = os.path.dirname(path)
-    handle, temporary = tempfile.mkstemp(prefix=".dr-replication.", dir=directory)
-    try:
-        with os.fdopen(handle, "w") as out:
-            out.write(text)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except OSError:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
 
 
 def beat(path, max_bytes, now):

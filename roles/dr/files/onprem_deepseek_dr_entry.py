@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) onprem.deepseek contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-# Built by tools/build_keywrap.py from plugins/module_utils/{_dr_entry.py,_dr_entry_health.py}:
+# Built by tools/build_keywrap.py from plugins/module_utils/{_textfile.py,_dr_entry.py,_dr_entry_health.py}:
 # edit those, then run it.
 """onprem-deepseek-dr-entry: announce the global entry point while the local gateway answers.
 
@@ -9,6 +9,29 @@
 """
 
 from __future__ import annotations
+
+# ---- _textfile.py
+
+import os
+import tempfile
+
+
+def write_atomically(path, text):
+    """Readers see the old file or the new one, never a part. An empty path writes nothing."""
+    if not path:
+        return
+    directory = os.path.dirname(path)
+    handle, temporary = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(text)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except OSError:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
 
 # ---- _dr_entry.py
 
@@ -250,7 +273,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 from urllib.parse import urlsplit
 
@@ -295,23 +317,6 @@ def set_bird(config, announce):
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0 and 'syntax error' not in done.stdout.lower()
-
-
-def write_atomically(path, text):
-    """Readers see the old file or the new one, never a part."""
-    if not path:
-        return
-    directory = os.path.dirname(path)
-    handle, temporary = tempfile.mkstemp(prefix='.dr-entry.', dir=directory)
-    try:
-        with os.fdopen(handle, 'w') as out:
-            out.write(text)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except OSError:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
 
 
 def read_announced(path):

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) onprem.deepseek contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-# Built by tools/build_keywrap.py from plugins/module_utils/{_dr_report.py,_dr_replication.py,_dr_replication_agent.py}:
+# Built by tools/build_keywrap.py from plugins/module_utils/{_textfile.py,_dr_report.py,_dr_replication.py,_dr_replication_agent.py}:
 # edit those, then run it.
 """onprem-deepseek-dr-replication: the audit replication's heartbeat and lag metrics on a gateway.
 
@@ -9,6 +9,29 @@
 """
 
 from __future__ import annotations
+
+# ---- _textfile.py
+
+import os
+import tempfile
+
+
+def write_atomically(path, text):
+    """Readers see the old file or the new one, never a part. An empty path writes nothing."""
+    if not path:
+        return
+    directory = os.path.dirname(path)
+    handle, temporary = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(text)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except OSError:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
 
 # ---- _dr_report.py
 
@@ -472,7 +495,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 
 
@@ -522,21 +544,6 @@ class ReplicaReader:
         self.partial = lines.pop()
         for line in lines:
             self.view.observe(parse_replica_line(line))
-
-
-def write_atomically(path, text):
-    """Readers see the old file or the new one, never a part."""
-    directory = os.path.dirname(path)
-    handle, temporary = tempfile.mkstemp(prefix=".dr-replication.", dir=directory)
-    try:
-        with os.fdopen(handle, "w") as out:
-            out.write(text)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except OSError:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
 
 
 def beat(path, max_bytes, now):
