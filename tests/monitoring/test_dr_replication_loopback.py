@@ -239,7 +239,10 @@ def test_records_replicate_survive_an_outage_and_give_the_rpo(sites):
     # Heartbeats both ways; the lag on loopback is a few milliseconds, well under one interval.
     wait_for(lambda: b.metric("onprem_deepseek_dr_replication_last_seq", "gw-a") == 7
              and a.metric("onprem_deepseek_dr_replication_lag_seconds", "gw-b") is not None, 10, "lag metrics")
-    assert 0 <= b.metric("onprem_deepseek_dr_replication_lag_seconds", "gw-a") < INTERVAL
+    # A busy machine can hold one heartbeat back: the lag must come under one interval, not be there
+    # at the first read.
+    wait_for(lambda: 0 <= b.metric("onprem_deepseek_dr_replication_lag_seconds", "gw-a") < INTERVAL, 10,
+             "the lag under one interval")
     assert abs(b.metric("onprem_deepseek_dr_replication_last_record_timestamp_seconds", "gw-a") - time.time()) < 30
     assert "onprem-deepseek-heartbeat" in a.replica("gw-b")
 
