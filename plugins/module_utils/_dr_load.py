@@ -159,7 +159,7 @@ def run_load(params, request=one_request, watch=watch_output, monotonic=time.mon
                 last = output
             time.sleep(params["watch_interval_s"])
 
-    threads = [threading.Thread(target=worker) for _ in range(params["workers"])]
+    threads = [threading.Thread(target=worker) for number in range(params["workers"])]
     watching = threading.Thread(target=watcher) if params.get("watch") else None
     for thread in threads + ([watching] if watching else []):
         thread.start()

@@ -268,7 +268,6 @@ def metrics_text(address, announced, ok, checked_at, transitions):
 import argparse
 import http.client
 import json
-import os
 import socket
 import ssl
 import subprocess
