@@ -12,6 +12,7 @@ from ansible_collections.onprem.deepseek.plugins.module_utils._dr_load import (
     one_request,
     run_load,
     summarize,
+    watch_output,
 )
 
 BASE = {"url": "https://entry.example/v1/chat/completions", "api_key": "dsk_a_b", "model": "deepseek-r1",
@@ -164,3 +165,50 @@ def test_summarize_sorts_and_counts():
     samples = [{"start": 2, "ok": True}, {"start": 1, "ok": False}]
     out = summarize(samples, [{"start": 1, "why": "x"}], [])
     assert [s["start"] for s in out["samples"]] == [1, 2] and out["failed_requests"] == 1 and out["requests"] == 2
+
+
+@pytest.fixture()
+def tls_engine(tmp_path):
+    """The loopback engine behind TLS, its certificate for entry.example from a throwaway CA."""
+    import ssl
+    import subprocess
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=entry.example",
+                    "-addext", "subjectAltName=DNS:entry.example"], check=True, capture_output=True, timeout=30)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Engine)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    Engine.seen = []
+    yield "https://127.0.0.1:%d/v1/chat/completions" % server.server_address[1], str(cert)
+    server.shutdown()
+    server.server_close()
+
+
+def test_run_load_over_tls_checks_the_certificate_for_the_server_name(tls_engine):
+    url, ca = tls_engine
+    result = run_load(params(url=url, ca_path=ca, server_name="entry.example", workers=1, max_requests=2,
+                             max_tokens=3, duration_s=30.0))
+    assert result["requests"] == 2 and result["failed_requests"] == 0
+    assert Engine.seen[0][1] == "entry.example" and Engine.seen[0][2]["max_tokens"] == 3
+    # The certificate does not name this host: every request fails, none is sent in clear.
+    result = run_load(params(url=url, ca_path=ca, server_name="other.example", workers=1, max_requests=2, duration_s=30.0))
+    assert result["failed_requests"] == 2 and {f["why"] for f in result["failures"]} == {"SSLCertVerificationError"}
+    # Without the CA the system's trust store does not know the throwaway CA either.
+    result = run_load(params(url=url, server_name="entry.example", workers=1, max_requests=1, duration_s=30.0))
+    assert result["failed_requests"] == 1
+
+
+def test_summarize_sorts_failures_by_start():
+    out = summarize([], [{"start": 3, "why": "b"}, {"start": 1, "why": "a"}, {"start": 2, "why": "c"}], [])
+    assert [f["why"] for f in out["failures"]] == ["a", "c", "b"]
+
+
+def test_watch_output_is_the_stripped_output_or_none():
+    assert watch_output(["printf", " via 10.0.0.1\n"], 5) == "via 10.0.0.1"
+    assert watch_output(["sh", "-c", "echo partial; exit 3"], 5) is None
+    assert watch_output(["/nonexistent/command"], 5) is None
+    assert watch_output(["sleep", "5"], 0.2) is None
