@@ -49,9 +49,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root, as ./dev 
 
 def test_rsyslog_with_relp_is_installed():
     assert os.path.exists(RSYSLOGD), "%s missing: tools/bootstrap installs rsyslog and rsyslog-relp" % RSYSLOGD
-    assert any(os.path.exists(os.path.join(d, "imrelp.so")) for d in ("/usr/lib/x86_64-linux-gnu/rsyslog",
-                                                                        "/usr/lib/aarch64-linux-gnu/rsyslog",
-                                                                        "/usr/lib/rsyslog")), \
+    module_dirs = ("/usr/lib/x86_64-linux-gnu/rsyslog", "/usr/lib/aarch64-linux-gnu/rsyslog", "/usr/lib/rsyslog")
+    assert any(os.path.exists(os.path.join(d, "imrelp.so")) for d in module_dirs), \
         "rsyslog's imrelp module missing: tools/bootstrap installs rsyslog-relp"
 
 
