@@ -26,21 +26,9 @@ import subprocess
 import sys
 import time
 from urllib.parse import urlsplit
-from ansible_collections.onprem.deepseek.plugins.module_utils._textfile import write_atomically
+from ansible_collections.onprem.deepseek.plugins.module_utils._textfile import load_checked_json, write_atomically
 from ansible_collections.onprem.deepseek.plugins.module_utils._dr_entry import (
     DrEntryError, EntryHealth, bird_protocol, check_config, completion_ok, metrics_text)
-
-
-def load_config(path):
-    try:
-        with open(path) as handle:
-            config = json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise DrEntryError('%s: %s' % (path, exc))
-    try:
-        return check_config(config)
-    except DrEntryError as exc:
-        raise DrEntryError('%s: %s' % (path, exc))
 
 
 def probe(config, key, context):
@@ -135,7 +123,7 @@ def main(argv=None):
     parser.add_argument('--config', required=True, help='the settings (JSON)')
     args = parser.parse_args(argv)
     try:
-        config = load_config(args.config)
+        config = load_checked_json(args.config, check_config, DrEntryError)
     except DrEntryError as exc:
         sys.stderr.write('onprem_deepseek_dr_entry: %s\n' % exc)
         return 2

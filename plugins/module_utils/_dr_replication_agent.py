@@ -14,29 +14,16 @@ the lag metrics to ``metrics_file`` for the node exporter. Standard library only
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 
-from ansible_collections.onprem.deepseek.plugins.module_utils._textfile import write_atomically
+from ansible_collections.onprem.deepseek.plugins.module_utils._textfile import load_checked_json, write_atomically
 from ansible_collections.onprem.deepseek.plugins.module_utils._dr_replication import (
     DrReplicationError, SenderView, check_agent_config, heartbeat_line, metrics_text, parse_replica_line)
 
 # How much of an existing replica file a starting agent reads back to find the newest record.
 BACKLOG_BYTES = 16 * 1024 * 1024
-
-
-def load_agent_config(path):
-    try:
-        with open(path) as handle:
-            config = json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise DrReplicationError("%s: %s" % (path, exc))
-    try:
-        return check_agent_config(config)
-    except DrReplicationError as exc:
-        raise DrReplicationError("%s: %s" % (path, exc))
 
 
 class ReplicaReader:
@@ -114,7 +101,7 @@ def main(argv=None):
     parser.add_argument("--config", required=True, help="the settings (JSON)")
     args = parser.parse_args(argv)
     try:
-        config = load_agent_config(args.config)
+        config = load_checked_json(args.config, check_agent_config, DrReplicationError)
     except DrReplicationError as exc:
         sys.stderr.write("onprem_deepseek_dr_replication: %s\n" % exc)
         return 2

@@ -2,11 +2,12 @@
 # Copyright (c) onprem.deepseek contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""Files that other programs read while they change (standard library only; built into the
-gateways' one-file commands with the code that uses it)."""
+"""Settings files read and files that other programs read while they change (standard library
+only; built into the gateways' one-file commands with the code that uses it)."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 
@@ -26,3 +27,17 @@ def write_atomically(path, text):
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
+
+
+def load_checked_json(path, check, error):
+    """The JSON settings file ``path`` as ``check`` returns it; a fault is raised as ``error``
+    (the exception class ``check`` raises) with the file's name in front."""
+    try:
+        with open(path) as handle:
+            config = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise error("%s: %s" % (path, exc))
+    try:
+        return check(config)
+    except error as exc:
+        raise error("%s: %s" % (path, exc))

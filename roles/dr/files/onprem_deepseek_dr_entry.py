@@ -12,6 +12,7 @@ from __future__ import annotations
 
 # ---- _textfile.py
 
+import json
 import os
 import tempfile
 
@@ -31,6 +32,20 @@ def write_atomically(path, text):
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
+
+
+def load_checked_json(path, check, error):
+    """The JSON settings file ``path`` as ``check`` returns it; a fault is raised as ``error``
+    (the exception class ``check`` raises) with the file's name in front."""
+    try:
+        with open(path) as handle:
+            config = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise error("%s: %s" % (path, exc))
+    try:
+        return check(config)
+    except error as exc:
+        raise error("%s: %s" % (path, exc))
 
 
 # ---- _dr_entry.py
@@ -276,18 +291,6 @@ import time
 from urllib.parse import urlsplit
 
 
-def load_config(path):
-    try:
-        with open(path) as handle:
-            config = json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise DrEntryError('%s: %s' % (path, exc))
-    try:
-        return check_config(config)
-    except DrEntryError as exc:
-        raise DrEntryError('%s: %s' % (path, exc))
-
-
 def probe(config, key, context):
     """One completion through the local gateway: True when it was answered."""
     parts = urlsplit(config['url'])
@@ -380,7 +383,7 @@ def main(argv=None):
     parser.add_argument('--config', required=True, help='the settings (JSON)')
     args = parser.parse_args(argv)
     try:
-        config = load_config(args.config)
+        config = load_checked_json(args.config, check_config, DrEntryError)
     except DrEntryError as exc:
         sys.stderr.write('onprem_deepseek_dr_entry: %s\n' % exc)
         return 2

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 # ---- _textfile.py
 
+import json
 import os
 import tempfile
 
@@ -31,6 +32,20 @@ def write_atomically(path, text):
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
+
+
+def load_checked_json(path, check, error):
+    """The JSON settings file ``path`` as ``check`` returns it; a fault is raised as ``error``
+    (the exception class ``check`` raises) with the file's name in front."""
+    try:
+        with open(path) as handle:
+            config = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise error("%s: %s" % (path, exc))
+    try:
+        return check(config)
+    except error as exc:
+        raise error("%s: %s" % (path, exc))
 
 
 # ---- _dr_report.py
@@ -492,7 +507,6 @@ def replication_loss(written, replica_text, fault_time):
 # ---- _dr_replication_agent.py
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -500,18 +514,6 @@ import time
 
 # How much of an existing replica file a starting agent reads back to find the newest record.
 BACKLOG_BYTES = 16 * 1024 * 1024
-
-
-def load_agent_config(path):
-    try:
-        with open(path) as handle:
-            config = json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise DrReplicationError("%s: %s" % (path, exc))
-    try:
-        return check_agent_config(config)
-    except DrReplicationError as exc:
-        raise DrReplicationError("%s: %s" % (path, exc))
 
 
 class ReplicaReader:
@@ -589,7 +591,7 @@ def main(argv=None):
     parser.add_argument("--config", required=True, help="the settings (JSON)")
     args = parser.parse_args(argv)
     try:
-        config = load_agent_config(args.config)
+        config = load_checked_json(args.config, check_agent_config, DrReplicationError)
     except DrReplicationError as exc:
         sys.stderr.write("onprem_deepseek_dr_replication: %s\n" % exc)
         return 2
