@@ -72,7 +72,9 @@ def _check_dest(dest, check_mode=False):
 
 
 def ensure_present(params, check_mode=False, opener=None):
+    """Stage the version if needed; with state=staged stop there (no switch, no prune)."""
     dest, name = params["dest"], params["name"]
+    activate = params.get("state", "present") != "staged"
     version = validate_component("version", params.get("version"))
     dest_exists = _check_dest(dest, check_mode)
     store = ModelStore(dest, name)
@@ -125,10 +127,10 @@ def ensure_present(params, check_mode=False, opener=None):
     if need_stage and dest_exists:
         check_free_space(store.root, need, reserve)
 
-    switching = previous != version
+    switching = activate and previous != version
     ordered_after = [v for v in store.ordered_versions() if v != version] + [version]
-    removed = plan_prune(ordered_after if switching else store.ordered_versions(), keep, {version})
-    kept = [v for v in reversed(ordered_after) if v not in removed]
+    removed = plan_prune(ordered_after if switching else store.ordered_versions(), keep, {version}) if activate else []
+    kept = [v for v in reversed(ordered_after) if v not in removed] if activate else list(reversed(store.ordered_versions()))
 
     changed = need_stage or switching or bool(removed)
     result.update(changed=changed, kept_versions=kept, removed_versions=removed)
@@ -158,7 +160,7 @@ def ensure_present(params, check_mode=False, opener=None):
             result.update(fetched=fetched, bytes=total)
         if switching:
             store.switch(version)
-        if switching or need_stage:
+        if switching or (need_stage and activate):
             store.record_activation(version)
         for old in removed:
             store.remove_version(old)
@@ -237,7 +239,7 @@ def remove(params, check_mode=False):
 
 def run(params, check_mode=False, opener=None):
     state = params.get("state", "present")
-    if state == "present":
+    if state in ("present", "staged"):
         return ensure_present(params, check_mode, opener=opener)
     if state == "rollback":
         return rollback(params, check_mode)

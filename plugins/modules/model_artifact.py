@@ -47,7 +47,7 @@ options:
   version:
     description:
       - Model version; one directory name.
-      - Required for O(state=present) and O(state=absent).
+      - Required for O(state=present), O(state=staged) and O(state=absent).
       - With O(state=rollback), the version to switch to; when omitted, the version activated
         before the current one (see O(state)).
     type: str
@@ -58,16 +58,19 @@ options:
         Without O(version) it undoes the latest activation; once current is no longer the most
         recently activated version, it changes nothing, so repeated runs do not step further back.
         Name O(version) to go back further.
+      - V(staged) (added in 0.2.0) fetches and verifies O(version) like V(present) but leaves C(current), the activation
+        history and the other versions as they are, so a later V(present) of that version only switches.
+        A release stages its candidate on every node this way before it changes any of them.
       - V(absent) deletes O(version); it fails when that version is live.
     type: str
-    choices: [present, rollback, absent]
+    choices: [present, staged, rollback, absent]
     default: present
   source:
     description:
       - Root of the artifact store; the version is read from C(<source>/<name>/<version>/).
       - An C(https://) or C(http://) URL, a C(file:///) URL, or an absolute path.
       - With C(http://), integrity rests on the manifest alone; pin it with O(manifest_sha256).
-      - Required for O(state=present).
+      - Required for O(state=present) and O(state=staged).
     type: str
   dest:
     description:
@@ -204,6 +207,14 @@ EXAMPLES = r"""
     dest: /srv/deepseek/hot/models
     manifest_sha256: 9f2c4f1b0e8a7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a3928170f6e5d
 
+- name: Stage the next version beside the live one, without switching to it
+  onprem.deepseek.model_artifact:
+    name: DeepSeek-V3
+    version: v3.2
+    source: https://artifacts.example.internal/models
+    dest: /srv/deepseek/hot/models
+    state: staged
+
 - name: Undo the latest activation
   onprem.deepseek.model_artifact:
     name: DeepSeek-V3
@@ -281,7 +292,7 @@ def main():
         argument_spec=dict(
             name=dict(type="str", required=True),
             version=dict(type="str"),
-            state=dict(type="str", default="present", choices=["present", "rollback", "absent"]),
+            state=dict(type="str", default="present", choices=["present", "staged", "rollback", "absent"]),
             source=dict(type="str"),
             dest=dict(type="path", required=True),
             keep=dict(type="int", default=2),
@@ -301,6 +312,7 @@ def main():
         ),
         required_if=[
             ("state", "present", ("version", "source")),
+            ("state", "staged", ("version", "source")),
             ("state", "absent", ("version",)),
         ],
         supports_check_mode=True,

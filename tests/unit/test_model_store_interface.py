@@ -96,3 +96,41 @@ def test_model_store_current_from_run_preflight_and_rollback(tmp_path):
     assert out['rollback']['version'] == 'v1' and out['rollback']['path'] == str(versions / 'v1')
     assert out['rollback']['changed'] is True
     assert os.readlink(tmp_path / 'store' / 'hot' / 'models' / 'DeepSeek-V3' / 'current').endswith('v1')
+
+
+STAGE = '''
+- hosts: localhost
+  gather_facts: true
+  vars:
+    model_store_group: all
+    model_store_root: "{{ base }}/store"
+    model_store_tiers: [hot]
+    model_store_model: DeepSeek-V3
+    model_store_source: "file://{{ base }}/src"
+    model_store_space_margin: "0"
+    model_store_owner: "{{ ansible_facts.user_id }}"
+    model_store_group_owner: "{{ ansible_facts.user_gid }}"
+  tasks:
+    - {ansible.builtin.include_role: {name: onprem.deepseek.model_store}, vars: {model_store_version: v1}}
+    - {ansible.builtin.include_role: {name: onprem.deepseek.model_store, tasks_from: stage.yml}, vars: {model_store_version: v2}}
+    - {ansible.builtin.set_fact: {staged: "{{ model_store_staged }}"}}
+    - {ansible.builtin.include_role: {name: onprem.deepseek.model_store, tasks_from: preflight.yml}, vars: {model_store_version: v2}}
+    - ansible.builtin.copy:
+        content: "{{ {'staged': staged, 'current': model_store_current} | to_json }}"
+        dest: "{{ base }}/out.json"
+        mode: "0600"
+'''
+
+
+def test_stage_entry_point_fetches_beside_the_live_version_without_switching(tmp_path):
+    src = tmp_path / 'src'
+    publish(src, 'v1')
+    publish(src, 'v2')
+    result = play(tmp_path, STAGE)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    out = json.loads((tmp_path / 'out.json').read_text())
+    model = tmp_path / 'store' / 'hot' / 'models' / 'DeepSeek-V3'
+    assert out['staged']['changed'] is True and out['staged']['version'] == 'v2' and out['staged']['fetched']
+    assert out['current']['version'] == 'v1'
+    assert os.readlink(model / 'current').endswith('v1')
+    assert sorted(os.listdir(model / 'versions')) == ['v1', 'v2']

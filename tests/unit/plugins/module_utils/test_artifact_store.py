@@ -435,3 +435,45 @@ def test_verify_existing_rehashes_files_side_by_side(store, monkeypatch):
     # the first damaged file in manifest order, whichever finished first
     assert str(err.value).startswith("live version v1 is damaged: file shard-1.bin: sha256 mismatch")
     assert sorted(calls) == sorted(files)
+
+
+def test_staged_fetches_and_verifies_but_leaves_current_history_and_other_versions(store):
+    for v in ("v1", "v2", "v3"):
+        publish(store.src, v)
+        run(params(store, v, keep=1))
+    history = (store.dest / "m" / ".history.json").read_text()
+    publish(store.src, "v4")
+    res = run(params(store, "v4", state="staged", keep=0), check_mode=True)
+    assert res["changed"] is True and "diff" not in res and res["removed_versions"] == []
+    assert not (store.dest / "m" / "versions" / "v4").exists()
+
+    res = run(params(store, "v4", state="staged", keep=0))
+    assert res["changed"] is True
+    assert res["previous"] == "v3" and res["version"] == "v4"
+    assert res["removed_versions"] == [] and "diff" not in res
+    assert len(res["fetched"]) == 3
+    assert current(store) == "versions/v3"
+    assert sorted(os.listdir(store.dest / "m" / "versions")) == ["v2", "v3", "v4"]
+    assert (store.dest / "m" / ".history.json").read_text() == history
+    assert leftovers(store) == []
+    # Staged again: nothing to do. A rollback still goes to the version activated before v3.
+    assert run(params(store, "v4", state="staged"))["changed"] is False
+    assert run(dict(name="m", dest=str(store.dest), state="rollback", version=None), check_mode=True)["version"] == "v2"
+    # Activating it later fetches nothing, switches and records it.
+    res = run(params(store, "v4", keep=1))
+    assert res["changed"] is True and res["fetched"] == [] and res["previous"] == "v3"
+    assert current(store) == "versions/v4"
+    assert json.loads((store.dest / "m" / ".history.json").read_text())["activations"][-1] == "v4"
+    assert res["removed_versions"] == ["v2"]
+
+
+def test_staged_version_that_is_live_changes_nothing_and_a_corrupt_candidate_leaves_no_trace(store):
+    publish(store.src, "v1")
+    run(params(store, "v1"))
+    assert run(params(store, "v1", state="staged"))["changed"] is False
+    vdir = publish(store.src, "v2")
+    (vdir / "config.json").write_bytes(b"tampered")
+    with pytest.raises(ArtifactError, match="config.json"):
+        run(params(store, "v2", state="staged"))
+    assert sorted(os.listdir(store.dest / "m" / "versions")) == ["v1"]
+    _assert_live_untouched(store)
