@@ -1,7 +1,8 @@
 """A STAND-IN for an inference engine (test only): OpenAI-style answers with usage, no model.
 
-Serves /health, /metrics (the requests in flight as vLLM's vllm:num_requests_running, no key, as
-vLLM serves it), /v1/models, /v1/chat/completions, /v1/completions and /v1/embeddings; a request
+Serves /health, /metrics (the requests in flight as vLLM's vllm:num_requests_running, and the
+requests finished and their summed time as its vllm:e2e_request_latency_seconds histogram's count
+and sum; no key, as vLLM serves it), /v1/models, /v1/chat/completions, /v1/completions and /v1/embeddings; a request
 with "stream": true gets server-sent events ending in a usage chunk (when stream_options asks for
 it, as the gateway always does) and [DONE]. Every /v1 request must carry the engine key (read from
 the file named by the first argument) as "Authorization: Bearer": the gateway's, never a caller's.
@@ -24,6 +25,8 @@ class Handler(BaseHTTPRequestHandler):
     key = b""
     name = ""
     in_flight = 0
+    finished = 0
+    seconds = 0.0
     lock = threading.Lock()
 
     def log_message(self, *args):
@@ -49,8 +52,11 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/health":
             self._json(200, {"status": "ok"})
         elif self.path == "/metrics":
+            with Handler.lock:
+                figures = (Handler.in_flight, Handler.seconds, Handler.finished)
             raw = ("vllm:num_requests_running{model_name=\"standin\"} %d\nvllm:num_requests_waiting{model_name=\"standin\"} 0\n"
-                   % Handler.in_flight).encode()
+                   "vllm:e2e_request_latency_seconds_sum{model_name=\"standin\"} %f\n"
+                   "vllm:e2e_request_latency_seconds_count{model_name=\"standin\"} %d\n" % figures).encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/plain; version=0.0.4")
             self.send_header("Content-Length", str(len(raw)))
@@ -64,6 +70,7 @@ class Handler(BaseHTTPRequestHandler):
             self._json(404, {"error": {"message": "no route", "code": 404}})
 
     def do_POST(self):
+        start = time.monotonic()
         with Handler.lock:
             Handler.in_flight += 1
         try:
@@ -71,6 +78,8 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             with Handler.lock:
                 Handler.in_flight -= 1
+                Handler.finished += 1
+                Handler.seconds += time.monotonic() - start
 
     def _post(self):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
