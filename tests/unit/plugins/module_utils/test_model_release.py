@@ -435,3 +435,156 @@ def test_filters_wrap_errors_naming_the_filter():
                             "model_release_canary_split", "model_release_pool_weights",
                             "model_release_engine_totals", "model_release_gateway_totals",
                             "model_release_canary_verdict"}
+
+
+# --- exact messages and edge cases (what a mutation run of _model_release found untested)
+
+
+def message(function, *args):
+    with pytest.raises(ReleaseError) as excinfo:
+        function(*args)
+    return str(excinfo.value)
+
+
+def test_settings_messages():
+    assert message(settings, {"max_latency_ratio": "x"}) == "model_release_max_latency_ratio: must be a number, not 'x'"
+    assert message(settings, {"canary_percent": "x"}) == "model_release_canary_percent: must be an integer number, not 'x'"
+    assert message(settings, [1]) == "the release settings must be a dict, not [1]"
+    assert message(settings, {"b": 1, "a": 2}) == "unknown setting(s): model_release_a, model_release_b"
+    assert message(settings, {"canary_percent": 0}) == "model_release_canary_percent: must be from 1 to 50 (is 0)"
+
+
+def test_plan_messages():
+    assert message(plan, nodes(("n1", "v1")), "../v1") == (
+        "model_release_version: version '../v1' is not usable as a directory name (no '/', no leading '.', "
+        "at most 200 characters)")
+    assert message(plan, [], "v2") == "model_release_hosts: no node to release to (the pattern matched no host)"
+    assert message(plan, ["n1"], "v2") == "nodes: each must be a dict with host and version, not 'n1'"
+    assert message(plan, nodes(("n1", None)), "v2") == (
+        "n1 serves no version of the model (its store has no current): a release replaces a served version; "
+        "deploy the node first (playbooks/site.yml)")
+    assert message(plan, nodes(("n1", "v1")), "v2", ["n8", "n9"]) == (
+        "model_release_canary_hosts: n8, n9 are not among the release's nodes (n1)")
+    assert message(plan, nodes(("n1", "v1"), ("n2", "v1")), "v2", ["n9"]) == (
+        "model_release_canary_hosts: n9 is not among the release's nodes (n1, n2)")
+    assert message(plan, nodes(("n1", "v1"), ("n2", "v0")), "v2") == (
+        "the nodes serve different versions (v0 on n2; v1 on n1): release to one group of nodes at a time "
+        "(model_release_hosts)")
+    assert message(plan, nodes(("n1", "v2"), ("n2", "v2"), ("n3", "v1")), "v2") == (
+        "n1, n2 already serve v2 and n3 still serves v1: a release stopped half way. Set model_release_resume=true "
+        "to roll the rest without a new canary, or go back by releasing v1 to n1, n2 (model_release_hosts)")
+    assert message(plan, nodes(("n1", "v2"), ("n2", "v1"), ("n3", "v1")), "v2") == (
+        "n1 already serves v2 and n2, n3 still serve v1: a release stopped half way. Set model_release_resume=true "
+        "to roll the rest without a new canary, or go back by releasing v1 to n1 (model_release_hosts)")
+
+
+def test_gate_messages_and_figures_without_a_candidate_figure():
+    assert message(gate, ["not", "a", "dict"], probe(1.0, 0.1, 20.0), DEFAULTS) == (
+        "current: not a probe result (no latency figures): ['not', 'a', 'dict']")
+    no_ttft = probe(1.0, 0.1, 20.0)
+    no_ttft["latency"]["ttft_s"]["median"] = None
+    out = gate(probe(1.0, 0.1, 20.0), no_ttft, DEFAULTS)
+    assert out["reasons"] == ["median time to first token: the candidate gave no figure (the current version: 0.1)"]
+    assert out["figures"]["ttft_s"] == {"current": 0.1, "candidate": None, "ratio": None, "limit": 1.25}
+    assert out["figures"]["tokens_per_s"]["ratio"] == 1.0
+    out = gate(probe(1.0, 0.3, 20.0), probe(1.0, 0.1, 20.0), DEFAULTS)
+    assert out["figures"]["ttft_s"]["ratio"] == 0.3333
+
+
+def test_gate_checks_the_figures_after_one_the_current_version_lacks():
+    no_ttft = probe(1.0, 0.1, 20.0)
+    no_ttft["latency"]["ttft_s"]["median"] = None
+    out = gate(no_ttft, probe(1.0, 0.1, 10.0), DEFAULTS)
+    assert out["passed"] is False and "ttft_s" not in out["figures"]
+    assert out["reasons"][0].startswith("median tokens per second: 10 is 0.50")
+
+
+def test_canary_weights_messages_and_integers():
+    assert message(canary_weights, [], ["nohost"], 10) == "canary servers: 'nohost' is not host:port"
+    assert message(canary_weights, [{"servers": ["x"]}], [], 10) == "pools[0] (?): 'x' is not host:port"
+    assert message(canary_weights, [{"name": "p", "servers": ["x"]}], [], 10) == "pools[0] (p): 'x' is not host:port"
+    assert message(canary_weights, ["p"], [], 10) == "pools[0]: must be a dict with servers, not 'p'"
+    assert message(canary_weights, [], [], 0) == "model_release_canary_percent: must be an integer from 1 to 50 (is 0)"
+    pools = [{"name": "p1", "servers": ["a:1", "b:1"]}, {"servers": ["a:1", "b:1", "c:1"]}]
+    assert message(canary_weights, pools, ["a:1"], 10) == (
+        "server a:1 is in pools p1 and 1, which would need different weights (1 and 2) for the canary: give the "
+        "canary its own nodes or one pool")
+    out = canary_weights([{"name": "p", "servers": ["a:1", "b:1", "c:1", "d:1"]}], ["a:1", "b:1"], 20)
+    assert out == {"a:1": 1, "b:1": 1, "c:1": 4, "d:1": 4}
+    assert all(type(w) is int for w in out.values())
+    assert canary_weights([{"name": "v6", "servers": ["[FD00::1]:8000", "[fd00::2]:8000"]}], ["[FD00::1]:8000"], 10) == {
+        "[FD00::1]:8000": 1, "[fd00::2]:8000": 9}
+
+
+def test_canary_weights_scaled_to_100_keep_every_server_at_1_or_more():
+    stable = ["s%d:1" % i for i in range(101)]
+    out = canary_weights([{"name": "p", "servers": ["a:1"] + stable}], ["a:1"], 1)
+    assert out["a:1"] == 100 and out["s0:1"] == 98
+    many = ["c%d:1" % i for i in range(200)]
+    out = canary_weights([{"name": "p", "servers": many + ["s:1"]}], many, 1)
+    assert out["c0:1"] == 1 and out["s:1"] == 100
+
+
+def test_pool_weights_message_names_the_server():
+    conf = CONF + "        server 10.0.0.2:8000 weight=2 max_fails=3 fail_timeout=10s;\n"
+    assert message(pool_weights, conf, ["10.0.0.2:8000"]) == "nginx.conf gives server 10.0.0.2:8000 two weights (4 and 2)"
+
+
+def test_metrics_lines_that_are_not_samples_are_skipped():
+    text = ("not a sample\n"
+            "vllm:e2e_request_latency_seconds_count{model_name=\"m\"} notanumber\n" + VLLM)
+    assert engine_totals(text) == {"requests": 10.0, "seconds": 12.5}
+    assert message(engine_totals, "", "") == (
+        "engine ?: its metrics have no end-to-end latency histogram (vllm:e2e_request_latency_seconds or "
+        "sglang:e2e_request_latency_seconds)")
+    gateway = (GATEWAY + "onprem_gateway_requests_total{route=\"/v1/models\",model=\"\",status=\"500\"} 40\n"
+               "onprem_gateway_requests_total{route=\"/v1/chat/completions\",model=\"m\"} 5\n"
+               "onprem_gateway_requests_total{route=\"/v1/embeddings\",model=\"m\",status=\"503\"} 1\n")
+    assert gateway_totals(gateway, ["main"]) == {"requests": 106.0, "errors": 6.0}
+
+
+def test_canary_verdict_counts_every_server_and_gateway_and_names_what_went_back():
+    metrics = raw_window(
+        canary_servers=["n1:8000", "n1:8001"],
+        engines_before={"n1:8000": engine_text(0, 0), "n1:8001": engine_text(0, 0), "n2:8000": engine_text(0, 0),
+                        "n3:8000": engine_text(0, 0)},
+        engines_after={"n1:8000": engine_text(10, 15), "n1:8001": engine_text(10, 15), "n2:8000": engine_text(90, 45),
+                       "n3:8000": engine_text(90, 45)},
+        gateways={"g1": {"before": gateway_text(0, 0, 2), "after": gateway_text(100, 0, 2), "pools": ["main"]},
+                  "g2": {"before": gateway_text(0, 0, 0), "after": gateway_text(99, 1, 0), "pools": ["main"]}})
+    out = canary_verdict(metrics, DEFAULTS)
+    assert out["figures"] == {"canary_requests": 20, "stable_requests": 180, "canary_share": 0.1, "canary_mean_s": 1.5,
+                              "stable_mean_s": 0.5, "latency_ratio": 3.0, "gateway_requests": 200, "gateway_errors": 1,
+                              "error_rate": 0.005}
+    assert out["reasons"] == ["the canary's mean time per request, 1.500 s, is 3.00 times the other engines' 0.500 s, "
+                              "over model_release_canary_max_latency_ratio (1.5)"]
+    assert message(canary_verdict, raw_window(engines_after={"n1:8000": "", "n2:8000": engine_text(1, 1)}), DEFAULTS) == (
+        "engine n1:8000: its metrics have no end-to-end latency histogram (vllm:e2e_request_latency_seconds or "
+        "sglang:e2e_request_latency_seconds)")
+    assert message(canary_verdict, raw_window(gateways={"g1": {"before": "", "after": "", "pools": []}}), DEFAULTS) == (
+        "gateway g1: its metrics have no onprem_gateway_requests_total")
+
+
+def test_judge_edge_cases():
+    w = window()
+    w["canary"]["n1:8000"]["after"] = totals(120, 90.0)
+    assert message(judge, w, DEFAULTS) == (
+        "engine n1:8000: its counters went back (seconds from 100.0 to 90.0): it restarted during the canary window")
+    w = window()
+    w["gateways"]["g1"]["after"]["errors"] = 0
+    assert message(judge, w, DEFAULTS) == (
+        "gateway g1: its counters went back (errors from 4 to 0): it restarted during the canary window")
+    # No canary request: no ratio; the same number of requests on both sides: a share of one half.
+    out = judge(window(canary_n=0, canary_s=0.0, stable_s=90.0), DEFAULTS)
+    assert out["figures"]["latency_ratio"] is None and out["figures"]["canary_mean_s"] is None
+    out = judge(window(canary_n=180, canary_s=180.0), DEFAULTS)
+    assert out["figures"]["canary_share"] == 0.5
+    # Other engines that took no time (a stand-in): no ratio rather than a division by zero.
+    assert judge(window(stable_s=0.0), DEFAULTS)["figures"]["latency_ratio"] is None
+    out = judge(window(stable_s=0.9, canary_s=20.0), DEFAULTS)
+    assert out["passed"] is False and out["figures"]["latency_ratio"] == 200.0
+    out = judge(window(canary_n=3, canary_s=1.0, stable_n=7, stable_s=1.0, gw_requests=3000, gw_errors=1), settings(
+        {"canary_min_requests": 1}))
+    assert out["figures"]["canary_share"] == 0.3 and out["figures"]["canary_mean_s"] == 0.3333
+    assert out["figures"]["stable_mean_s"] == 0.1429 and out["figures"]["latency_ratio"] == 2.3333
+    assert out["figures"]["error_rate"] == 0.000333
