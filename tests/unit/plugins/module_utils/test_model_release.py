@@ -511,7 +511,7 @@ def test_canary_weights_messages_and_integers():
         "canary its own nodes or one pool")
     out = canary_weights([{"name": "p", "servers": ["a:1", "b:1", "c:1", "d:1"]}], ["a:1", "b:1"], 20)
     assert out == {"a:1": 1, "b:1": 1, "c:1": 4, "d:1": 4}
-    assert all(type(w) is int for w in out.values())
+    assert all(isinstance(w, int) and not isinstance(w, bool) for w in out.values())
     assert canary_weights([{"name": "v6", "servers": ["[FD00::1]:8000", "[fd00::2]:8000"]}], ["[FD00::1]:8000"], 10) == {
         "[FD00::1]:8000": 1, "[fd00::2]:8000": 9}
 
