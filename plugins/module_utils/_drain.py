@@ -23,7 +23,8 @@ IN_FLIGHT_GAUGES = (
     'sglang:num_queue_reqs',
 )
 
-_SAMPLE_RE = re.compile(r'^([A-Za-z_:][A-Za-z0-9_:]*)(\{[^}]*\})?\s+(\S+)(\s+\S+)?$')
+# One Prometheus text sample: name, {labels}, value, optional timestamp (also _model_release).
+SAMPLE_RE = re.compile(r'^([A-Za-z_:][A-Za-z0-9_:]*)(\{[^}]*\})?\s+(\S+)(\s+\S+)?$')
 
 
 class DrainError(ValueError):
@@ -97,7 +98,7 @@ def in_flight(text, server=''):
     total = 0.0
     seen = False
     for line in text.splitlines():
-        match = _SAMPLE_RE.match(line.strip())
+        match = SAMPLE_RE.match(line.strip())
         if not match or match.group(1) not in IN_FLIGHT_GAUGES:
             continue
         try:

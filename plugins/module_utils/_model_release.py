@@ -25,6 +25,7 @@ from ansible_collections.onprem.deepseek.plugins.module_utils._artifact_manifest
     ArtifactError,
     validate_component,
 )
+from ansible_collections.onprem.deepseek.plugins.module_utils._drain import SAMPLE_RE
 
 
 class ReleaseError(Exception):
@@ -242,7 +243,6 @@ def pool_weights(conf_text, servers):
     return out
 
 
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 LATENCY = ("vllm:e2e_request_latency_seconds", "sglang:e2e_request_latency_seconds")
 
@@ -251,7 +251,7 @@ def _samples(text):
     for line in (text or "").splitlines():
         if not line or line.startswith("#"):
             continue
-        match = _SAMPLE.match(line)
+        match = SAMPLE_RE.match(line.strip())
         if not match:
             continue
         try:
