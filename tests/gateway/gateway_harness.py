@@ -127,9 +127,10 @@ class EngineHandler(BaseHTTPRequestHandler):
             self.wfile.flush()
 
         chunk = {"object": "chat.completion.chunk", "model": request.get("model")}
-        event(json.dumps(dict(chunk, choices=[{"index": 0, "delta": {"content": "hel"}}])).encode())
+        # Counted before the first chunk leaves, so a client that sees it also sees the hold.
         with self.server.lock:
             self.server.holding += 1
+        event(json.dumps(dict(chunk, choices=[{"index": 0, "delta": {"content": "hel"}}])).encode())
         released = self.server.release.wait(HOLD_S)
         with self.server.lock:
             self.server.holding -= 1
