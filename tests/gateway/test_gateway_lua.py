@@ -263,6 +263,27 @@ def test_a_key_in_the_query_is_refused_even_with_a_good_header(gateway, keys):
     assert call(gateway, "GET", "/v1/models?limit=5", bearer(keys, "admin"))[0] == 200
 
 
+def test_a_second_authorization_header_is_refused_before_any_lua(gateway, keys):
+    """nginx answers 400 itself, so the access phase reads the one header ($http_authorization)."""
+    lines_before = len(gateway.log_lines())
+    for second in (bearer(keys, "admin"), bearer(keys, "analyst"), "Basic eA=="):
+        conn = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=10)
+        try:
+            conn.putrequest("GET", "/v1/models")
+            conn.putheader("Authorization", bearer(keys, "admin"))
+            conn.putheader("Authorization", second)
+            conn.putheader("Connection", "close")
+            conn.endheaders()
+            assert conn.getresponse().status == 400
+        finally:
+            conn.close()
+    assert call(gateway, "GET", "/v1/models", bearer(keys, "admin"))[0] == 200
+    # The refusals are nginx's own: no audit line names a principal for them. (Lines of earlier
+    # tests' requests may still arrive: only the 400s are counted.)
+    audit = [json.loads(line) for line in gateway.log_lines()[lines_before:]]
+    assert [a["principal"] for a in audit if a["status"] == 400] == ["", "", ""]
+
+
 def test_models_lists_only_visible_served_models(gateway, keys, policy):
     for caller in ("admin", "analyst", "r1-only"):
         status, _headers, raw = call(gateway, "GET", "/v1/models", bearer(keys, caller))
@@ -430,6 +451,16 @@ def audit_entry(gw, request_id, wait=3):
                 return entry
         time.sleep(0.05)
     raise AssertionError("no audit line for request %s" % request_id)
+
+
+@pytest.mark.parametrize("model, logged", [
+    ("m" * 256, "m" * 256), ("m" * 257, "m" * 256), ("caf\u00e9", "caf??"), ("a\tb\u007f", "a?b?"),
+    ("x" * 255 + "\u00e9", "x" * 255 + "?"), (" ~", " ~")])
+def test_the_audit_log_masks_and_cuts_model_names(gateway, keys, model, logged):
+    """Printable ASCII as sent, anything else '?' per byte, at most 256 bytes."""
+    status, headers, _raw = call(gateway, "POST", CHAT, bearer(keys, "admin"), body(model))
+    assert status == 403
+    assert audit_entry(gateway, headers["x-request-id"])["model"] == logged
 
 
 def test_audit_log_lines_are_json_with_the_fields(gateway, keys):

@@ -7,7 +7,7 @@ local route = require "onprem_gateway.route"
 local policy = require "onprem_gateway.policy"
 local auth = require "onprem_gateway.auth"
 local limits = require "onprem_gateway.limits"
-local sub, gsub = string.sub, string.gsub
+local byte, sub, gsub = string.byte, string.sub, string.gsub
 
 local M = {}
 
@@ -34,6 +34,16 @@ function M.rewrite()
   ngx.var.gw_action = action
 end
 
+-- True for at most 256 printable ASCII bytes, the usual model name (read without a pattern).
+local function printable(s)
+  if #s > 256 then return false end
+  for i = 1, #s do
+    local b = byte(s, i)
+    if b < 32 or b > 126 then return false end
+  end
+  return true
+end
+
 -- Only "stream": true bodies change: the engine must report usage in its last chunk.
 local function with_usage(body, doc)
   local options = doc.v.stream_options
@@ -51,7 +61,7 @@ function M.access()
   if action == "public" then return end
   local p = policy.get()
   -- A key, even one that fails, is the credential; only without one does a certificate count.
-  local header = ngx.req.get_headers()["authorization"]
+  local header = ngx.var.http_authorization
   local principal, class, credential
   if header ~= nil then
     principal, class = auth.principal(p, header)
@@ -75,6 +85,7 @@ function M.access()
     -- client_body_buffer_size equals client_max_body_size: a body on disk is a misconfiguration.
     if not body and ngx.req.get_body_file() then return deny(413) end
     local keep = tonumber(var.gw_payload_max) or 0
+    ctx.gw_payload_max = keep
     if keep > 0 and body then
       -- The body as the caller sent it, cut at gateway_audit_payload_max bytes.
       var.gw_request_body = sub(body, 1, keep)
@@ -84,7 +95,7 @@ function M.access()
     local model = doc and doc.t == "object" and doc.v.model
     if not model or model.t ~= "string" or model.v == "" then return deny(400) end
     -- Model names are printable ASCII; anything else is masked so each log line stays JSON.
-    var.gw_model = gsub(sub(model.v, 1, 256), "[^\32-\126]", "?")
+    var.gw_model = printable(model.v) and model.v or gsub(sub(model.v, 1, 256), "[^\32-\126]", "?")
     if not entry.allow[action][model.v] then return deny(403) end
     local stream = doc.v.stream
     if stream and stream.t == "true" then

@@ -44,7 +44,16 @@ end
 
 local ESCAPES = { ['"'] = '"', ['\\'] = '\\', ['/'] = '/', b = '\b', f = '\f', n = '\n', r = '\r', t = '\t' }
 
+-- The first byte at or after i that is not JSON whitespace (#s + 1 at the end). Most bodies have
+-- none or one space between tokens: those are read byte by byte, which LuaJIT compiles, where a
+-- pattern search would stop the trace.
 local function ws(s, i)
+  local c = byte(s, i)
+  if c == 32 then
+    i = i + 1
+    c = byte(s, i)
+  end
+  if c ~= 32 and c ~= 9 and c ~= 10 and c ~= 13 then return c and i or #s + 1 end
   return find(s, "[^ \t\n\r]", i) or #s + 1
 end
 
@@ -53,8 +62,24 @@ local function hex4(s, i)
   return find(h, "^%x%x%x%x$") and tonumber(h, 16)
 end
 
+-- A string up to this long, closed before any escape or control character, is checked byte by
+-- byte (compiled); a longer one, or one with escapes, takes the general loop (a C search).
+local SHORT = 64
+
 local function read_string(s, i)  -- s[i] is the opening quote
-  local out, j = {}, i + 1
+  local j = i + 1
+  local q = find(s, '"', j, true)
+  if not q then return nil end
+  if q - j <= SHORT then
+    local p, b = j, nil
+    while p < q do
+      b = byte(s, p)
+      if b < 32 or b == 92 then break end
+      p = p + 1
+    end
+    if p == q then return sub(s, j, q - 1), q + 1 end
+  end
+  local out = {}
   while true do
     local k = find(s, '[%z\1-\31"\\]', j)
     if not k or byte(s, k) < 32 then return nil end
@@ -80,16 +105,42 @@ local function read_string(s, i)  -- s[i] is the opening quote
   end
 end
 
+-- The index of the last digit of the run that starts at i (i - 1 when there is none).
+local function digits_end(s, i)
+  local b = byte(s, i)
+  while b and b >= 48 and b <= 57 do
+    i = i + 1
+    b = byte(s, i)
+  end
+  return i - 1
+end
+
+-- The index of the number's last byte, or nil: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][-+]?[0-9]+)?
 local function read_number(s, i)
-  local neg = byte(s, i) == 45 and 1 or 0
-  local _, e = find(s, "^-?0", i)
-  if not e then _, e = find(s, "^-?[1-9]%d*", i) end
-  if not e then return nil end
-  local digits, _, f = e - i + 1 - neg, find(s, "^%.%d+", e + 1)
-  e = f or e
-  local _, x = find(s, "^[eE][-+]?%d+", e + 1)
-  if not f and not x and digits > INT_DIGITS then return nil end
-  return x or e
+  local j = byte(s, i) == 45 and i + 1 or i
+  local c, e = byte(s, j), nil
+  if c == 48 then
+    e = j
+  elseif c and c >= 49 and c <= 57 then
+    e = digits_end(s, j + 1)
+  else
+    return nil
+  end
+  local digits, fraction, exponent = e - j + 1, false, nil
+  if byte(s, e + 1) == 46 then
+    local f = digits_end(s, e + 2)
+    if f >= e + 2 then e, fraction = f, true end
+  end
+  c = byte(s, e + 1)
+  if c == 101 or c == 69 then
+    local k = e + 2
+    c = byte(s, k)
+    if c == 43 or c == 45 then k = k + 1 end
+    local x = digits_end(s, k)
+    if x >= k then exponent = x end
+  end
+  if not fraction and not exponent and digits > INT_DIGITS then return nil end
+  return exponent or e
 end
 
 local LITERALS = { [116] = "true", [102] = "false", [110] = "null" }

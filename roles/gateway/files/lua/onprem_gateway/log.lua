@@ -62,6 +62,7 @@ end
 -- The last "usage" member of a JSON answer. An escaped quote inside a string cannot match, so
 -- text the model wrote cannot stand in for the engine's count.
 local function tail_usage(ctx, tail)
+  if not find(tail, '"usage"', 1, true) then return end
   local last
   for object in gmatch(tail, '"usage"%s*:%s*(%b{})') do last = object end
   if last then record_usage(ctx, cjson.decode(last)) end
@@ -70,7 +71,8 @@ end
 -- The engine's answer as it arrived (SSE text for a stream), cut at gateway_audit_payload_max bytes.
 local function keep_payload(ctx, chunk, eof)
   if not ctx.gw_payload then
-    ctx.gw_payload_left = tonumber(ngx.var.gw_payload_max) or 0
+    -- The access phase read it for the request's body; /v1/models has none.
+    ctx.gw_payload_left = ctx.gw_payload_max or tonumber(ngx.var.gw_payload_max) or 0
     if ctx.gw_payload_left <= 0 then ctx.gw_payload = false return end
     ctx.gw_payload = {}
   end
@@ -88,7 +90,8 @@ end
 function M.body_filter()
   local ctx = ngx.ctx
   if not ctx.gw_principal then return end
-  local chunk, eof = ngx.arg[1], ngx.arg[2]
+  local arg = ngx.arg
+  local chunk, eof = arg[1], arg[2]
   if ctx.gw_payload ~= false then keep_payload(ctx, chunk, eof) end
   if ctx.gw_stream then
     if chunk ~= "" then scan_events(ctx, chunk) end
@@ -101,8 +104,12 @@ function M.body_filter()
     -- Fails closed: an answer that cannot be read lists no model.
     if eof then ngx.arg[1] = narrow(ctx.gw_size <= KEEP_MAX and concat(ctx.gw_kept) or "", ctx.gw_visible) end
   else
-    ctx.gw_tail = sub((ctx.gw_tail or "") .. chunk, -TAIL)
-    if eof then tail_usage(ctx, ctx.gw_tail) end
+    if chunk ~= "" then
+      local tail = ctx.gw_tail
+      tail = tail and tail .. chunk or chunk
+      ctx.gw_tail = #tail > TAIL and sub(tail, -TAIL) or tail
+    end
+    if eof then tail_usage(ctx, ctx.gw_tail or "") end
   end
 end
 

@@ -52,7 +52,7 @@ function M.load(path, splits_path)
       local total = 0
       for _, variant in ipairs(split.variants) do total = total + variant.weight end
       if total <= 0 then error("gateway split " .. tostring(split.name) .. ": weights add up to 0") end
-      loaded[split.name] = { salt = split.salt, variants = split.variants, total = total }
+      loaded[split.name] = { salt = split.salt, variants = split.variants, total = total, assigned = {} }
     end
   end
   current, splits = p, loaded
@@ -64,9 +64,7 @@ function M.get()
 end
 
 -- split_assign: the first 4 bytes of sha256(salt .. principal), big-endian, mod total weight.
-function M.variant(split_name, principal)
-  local split = splits[split_name]
-  if not split or not principal then return "" end
+local function assign(split, principal)
   local b1, b2, b3, b4 = byte(crypto.sha256(split.salt .. principal), 1, 4)
   local bucket = (((b1 * 256) + b2) * 256 + b3) * 256 + b4
   bucket = bucket % split.total
@@ -75,6 +73,19 @@ function M.variant(split_name, principal)
     bucket = bucket - variant.weight
   end
   return ""
+end
+
+-- The principal's variant, kept per split: principals come from the policy, so the table stays
+-- as small as it is, and a reload starts workers with new splits.
+function M.variant(split_name, principal)
+  local split = splits[split_name]
+  if not split or not principal then return "" end
+  local known = split.assigned[principal]
+  if not known then
+    known = assign(split, principal)
+    split.assigned[principal] = known
+  end
+  return known
 end
 
 return M
