@@ -72,7 +72,8 @@ function M.record(ctx)
   add(d, "s" .. SEP .. series, seconds)
   if ctx.gw_limit then add(d, concat({ "l", ctx.gw_limit, class }, SEP), 1) end
   local tried = var.upstream_status
-  if tried and tried ~= "" then
+  -- Every counted status holds "50": without it there is nothing to count (no pattern search).
+  if tried and find(tried, "50", 1, true) then
     local pool = match(var.gw_upstream or "", "^gw_up_(.+)$") or "other"
     -- One number per attempt (", " between servers, " : " across internal redirects).
     for code in gmatch(tried, "%d+") do
