@@ -100,8 +100,8 @@ def readers(tmp_path_factory):
     prefix = tmp_path_factory.mktemp("readers")
     (prefix / "reader_probe.lua").write_text(PROBE)
     port = harness.free_port()
-    (prefix / "nginx.conf").write_text(CONF.format(module_dir=harness.module_dir(), prefix=prefix, port=port,
-                                                  lua_dir=harness.LUA_DIR))
+    conf = CONF.format(module_dir=harness.module_dir(), prefix=prefix, port=port, lua_dir=harness.LUA_DIR)
+    (prefix / "nginx.conf").write_text(conf)
     command = [harness.nginx_binary(), "-p", str(prefix), "-c", str(prefix / "nginx.conf")]
     proc = subprocess.Popen(command + ["-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 15
@@ -198,17 +198,21 @@ PIECES = [b"{", b"}", b"[", b"]", b":", b",", b" ", b"  ", b"\t", b"\n", b"\r", 
           b"-", b"+", b".", b"e", b"E", b"a", b"\x00", b"\x01", b"\x1f", b"\xc3\xa9", b"\xff", b"true", b"null"]
 
 
+def random_string(chooser):
+    length = chooser.choice([0, 3, 63, 64, 65, 200])
+    return "".join(chooser.choice('ab "\\/\n\té\u2028\U0001F600x') for _n in range(length))
+
+
 def random_value(chooser, depth=0):
     roll = chooser.random()
     if depth > 3 or roll < 0.35:
-        return chooser.choice([
-            lambda: chooser.randint(-10 ** 6, 10 ** 6), lambda: chooser.uniform(-1e6, 1e6), lambda: None,
-            lambda: chooser.random() < 0.5, lambda: "".join(chooser.choice('ab "\\/\n\té\u2028\U0001F600x')
-                                                             for _ in range(chooser.choice([0, 3, 63, 64, 65, 200])))])()
+        scalars = [lambda: chooser.randint(-10 ** 6, 10 ** 6), lambda: chooser.uniform(-1e6, 1e6), lambda: None,
+                   lambda: chooser.random() < 0.5, lambda: random_string(chooser)]
+        return chooser.choice(scalars)()
     if roll < 0.65:
-        return [random_value(chooser, depth + 1) for _ in range(chooser.randint(0, 4))]
-    return {"".join(chooser.choice("abm") for _ in range(chooser.randint(1, 3))): random_value(chooser, depth + 1)
-            for _ in range(chooser.randint(0, 4))}
+        return [random_value(chooser, depth + 1) for _n in range(chooser.randint(0, 4))]
+    return {"".join(chooser.choice("abm") for _n in range(chooser.randint(1, 3))): random_value(chooser, depth + 1)
+            for _m in range(chooser.randint(0, 4))}
 
 
 def random_text(chooser):
@@ -233,7 +237,7 @@ def test_nesting_deeper_than_256_is_refused(readers):
 def test_random_json_inputs_get_python_verdicts_values_and_spans(readers):
     """3,000 documents (fixed seed), a third damaged: refused and accepted ones both occur."""
     chooser = random.Random(11)
-    inputs = [random_text(chooser) for _ in range(3000)]
+    inputs = [random_text(chooser) for _n in range(3000)]
     verdicts = {python_verdict(raw) is REFUSED for raw in inputs}
     assert verdicts == {True, False}
     assert json_mismatches(readers, inputs) == []
