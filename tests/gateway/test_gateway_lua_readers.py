@@ -15,6 +15,7 @@ import time
 import pytest
 
 import gateway_harness as harness
+from ansible_collections.onprem.deepseek.plugins.module_utils import _gateway_policy as gp
 from ansible_collections.onprem.deepseek.plugins.module_utils import _pki_secrets as secrets
 from ansible_collections.onprem.deepseek.plugins.module_utils._strict_json import strict_loads
 
@@ -44,6 +45,7 @@ http {{
         listen 127.0.0.1:{port};
         location = /decode {{ content_by_lua_block {{ require("reader_probe").run("decode") }} }}
         location = /key_id {{ content_by_lua_block {{ require("reader_probe").run("key_id") }} }}
+        location = /normalise {{ content_by_lua_block {{ require("reader_probe").run("normalise") }} }}
     }}
 }}
 """
@@ -54,6 +56,7 @@ PROBE = r"""
 local cjson = require "cjson"
 local json = require "onprem_gateway.json"
 local auth = require "onprem_gateway.auth"
+local route = require "onprem_gateway.route"
 local M = {}
 
 local function tree(node)
@@ -83,6 +86,8 @@ function M.run(reader)
     if reader == "decode" then
       local node = json.decode(text)
       results[i] = node and tree(node) or cjson.null
+    elseif reader == "normalise" then
+      results[i] = route.normalise(text) or cjson.null
     else
       results[i] = auth.key_id(text) or cjson.null
     end
@@ -284,3 +289,12 @@ def test_key_ids_are_read_as_python_reads_them(readers):
     assert {e is None for e in expected} == {True, False}
     got = readers("key_id", [text.encode() for text in inputs])
     assert [(t, g, e) for t, g, e in zip(inputs, got, expected) if g != e] == []
+
+
+# --- routes ------------------------------------------------------------------------------------
+
+def test_each_route_is_its_own_normal_form(readers):
+    """route.action skips normalising a request line that is a route as written."""
+    routes = sorted(gp.ROUTES)
+    assert readers("normalise", [r.encode() for r in routes]) == routes
+    assert [gp.normalise_path(r)[0] for r in routes] == routes

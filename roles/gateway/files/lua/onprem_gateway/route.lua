@@ -58,19 +58,10 @@ function M.normalise(raw)
   return "/" .. concat(segments, "/") .. trailing
 end
 
--- normalise's answers for the request lines this worker has seen (false: refused). Bounded, so
--- that callers varying the path cannot grow it; the worker's later paths are normalised each time.
-local seen, seen_count, SEEN_MAX = {}, 0, 1024
-
 -- status (200, 400, 404, 405), action, canonical route
 function M.action(method, raw)
-  local path = seen[raw]
-  if path == nil then
-    path = M.normalise(raw) or false
-    if seen_count < SEEN_MAX and type(raw) == "string" then
-      seen[raw], seen_count = path, seen_count + 1
-    end
-  end
+  -- A route as written is its own normal form: most requests need no normalising.
+  local path = M.ROUTES[raw] and raw or M.normalise(raw)
   if not path then return 400 end
   local route = M.ROUTES[path]
   if not route then return 404 end
