@@ -85,7 +85,6 @@ function M.access()
     -- client_body_buffer_size equals client_max_body_size: a body on disk is a misconfiguration.
     if not body and ngx.req.get_body_file() then return deny(413) end
     local keep = tonumber(var.gw_payload_max) or 0
-    ctx.gw_payload_max = keep
     if keep > 0 and body then
       -- The body as the caller sent it, cut at gateway_audit_payload_max bytes.
       var.gw_request_body = sub(body, 1, keep)

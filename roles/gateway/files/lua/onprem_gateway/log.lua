@@ -71,8 +71,7 @@ end
 -- The engine's answer as it arrived (SSE text for a stream), cut at gateway_audit_payload_max bytes.
 local function keep_payload(ctx, chunk, eof)
   if not ctx.gw_payload then
-    -- The access phase read it for the request's body; /v1/models has none.
-    ctx.gw_payload_left = ctx.gw_payload_max or tonumber(ngx.var.gw_payload_max) or 0
+    ctx.gw_payload_left = tonumber(ngx.var.gw_payload_max) or 0
     if ctx.gw_payload_left <= 0 then ctx.gw_payload = false return end
     ctx.gw_payload = {}
   end
@@ -90,8 +89,7 @@ end
 function M.body_filter()
   local ctx = ngx.ctx
   if not ctx.gw_principal then return end
-  local arg = ngx.arg
-  local chunk, eof = arg[1], arg[2]
+  local chunk, eof = ngx.arg[1], ngx.arg[2]
   if ctx.gw_payload ~= false then keep_payload(ctx, chunk, eof) end
   if ctx.gw_stream then
     if chunk ~= "" then scan_events(ctx, chunk) end
