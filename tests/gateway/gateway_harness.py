@@ -141,6 +141,26 @@ class EngineHandler(BaseHTTPRequestHandler):
         event(b"[DONE]")
 
 
+def start_nginx(prefix, conf, port):
+    """nginx in the foreground with ``conf``, returned once it listens on 127.0.0.1:``port``:
+    ``(process, stderr)``, stderr being prefix/stderr.log open for the caller to close."""
+    stderr = open(Path(prefix) / "stderr.log", "wb")
+    proc = subprocess.Popen([nginx_binary(), "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
+                            stdout=stderr, stderr=stderr)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            stderr.close()
+            raise RuntimeError("nginx exited: " + (Path(prefix) / "stderr.log").read_text()
+                               + (Path(prefix) / "error.log").read_text())
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, stderr
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("nginx did not listen on 127.0.0.1:%d" % port)
+
+
 class Gateway:
     """nginx run in the foreground from a temporary prefix with the gateway configuration."""
 
@@ -189,19 +209,8 @@ class Gateway:
         check = subprocess.run(self._command("-t"), capture_output=True, text=True, timeout=30, check=False)
         if check.returncode:
             raise RuntimeError("nginx -t failed: " + check.stderr)
-        self.stderr = open(self.prefix / "stderr.log", "wb")
-        self.proc = subprocess.Popen(self._command("-g", "daemon off;"), stdout=self.stderr, stderr=self.stderr)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("nginx exited: " + (self.prefix / "stderr.log").read_text()
-                                   + (self.prefix / "error.log").read_text())
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("nginx did not listen on 127.0.0.1:%d" % self.port)
+        self.proc, self.stderr = start_nginx(self.prefix, self.conf, self.port)
+        return self
 
     def workers(self):
         found = set()

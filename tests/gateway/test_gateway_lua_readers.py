@@ -9,8 +9,6 @@ import base64
 import http.client
 import json
 import random
-import subprocess
-import time
 
 import pytest
 
@@ -107,17 +105,7 @@ def readers(tmp_path_factory):
     port = harness.free_port()
     conf = CONF.format(module_dir=harness.module_dir(), prefix=prefix, port=port, lua_dir=harness.LUA_DIR)
     (prefix / "nginx.conf").write_text(conf)
-    command = [harness.nginx_binary(), "-p", str(prefix), "-c", str(prefix / "nginx.conf")]
-    proc = subprocess.Popen(command + ["-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            http.client.HTTPConnection("127.0.0.1", port, timeout=1).connect()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("nginx did not start: " + (prefix / "error.log").read_text())
-            time.sleep(0.05)
+    proc, stderr = harness.start_nginx(prefix, prefix / "nginx.conf", port)
 
     def call(reader, inputs):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -131,6 +119,7 @@ def readers(tmp_path_factory):
     yield call
     proc.terminate()
     proc.wait(10)
+    stderr.close()
 
 
 # --- the JSON reader ---------------------------------------------------------------------------
