@@ -12,6 +12,8 @@ from . import qemu
 from .run import log, sh
 from .spec import debian_sources
 
+BYTECODE_MODULE = "onprem_sandbox_bytecode"
+
 
 def host_apt_sources():
     texts = []
@@ -99,6 +101,22 @@ def _prepare_vm(work):
     (work / "etc/initramfs-tools/update-initramfs.conf").write_text("update_initramfs=no\nbackup_initramfs=no\n")
     sh("chroot", work, "systemctl", "enable", "systemd-networkd.service")
     (work / "etc/fstab").write_text("/dev/vda / ext4 defaults,errors=remount-ro 0 1\n")
+    install_bytecode_cache(work)
+
+
+def install_bytecode_cache(work):
+    """The guest's cache of compiled module payloads (guest/onprem_sandbox_bytecode.py says why)."""
+    versions = sorted(p.name for p in Path(work, "usr/lib").glob("python3.*") if (p / "os.py").exists())
+    if not versions:
+        raise FileNotFoundError(f"no Python 3 in {work}/usr/lib")
+    site = Path(work, "usr/local/lib", versions[-1], "dist-packages")
+    site.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(Path(__file__).parent / "guest" / f"{BYTECODE_MODULE}.py", site / f"{BYTECODE_MODULE}.py")
+    # site.py runs a .pth file's "import" lines at every interpreter start.
+    (site / f"{BYTECODE_MODULE}.pth").write_text(f"import {BYTECODE_MODULE}\n")
+    cache = Path(work, "var/cache/onprem-sandbox-bytecode")
+    cache.mkdir(parents=True, exist_ok=True)
+    cache.chmod(0o700)
 
 
 def kernel_files(image):

@@ -10,6 +10,7 @@ import json
 import re
 import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")
 HOST_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
@@ -24,6 +25,8 @@ BASE_PACKAGES = (
 
 # A QEMU guest (sandbox_type: vm) boots its own kernel and sees real block devices: it also
 # needs the kernel, udev (for /dev/disk/by-id) and an initramfs builder.
+# Files the QEMU guest image carries from this tool (rootfs.install_bytecode_cache).
+GUEST_DIR = Path(__file__).parent / "guest"
 VM_PACKAGES = ("linux-image-amd64", "udev", "initramfs-tools", "e2fsprogs")
 
 HOST_TYPES = ("container", "vm")
@@ -140,8 +143,17 @@ class Spec:
         if self.extra_packages:
             recipe["extra_packages"] = sorted(self.extra_packages)
         if host_type == "vm":
-            recipe["vm_recipe"] = 1
+            recipe["vm_recipe"] = 2
+            recipe["guest_files"] = guest_files_digest()
         return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def guest_files_digest():
+    """What the guest image copies from guest/: a changed file rebuilds the image."""
+    digest = hashlib.sha256()
+    for path in sorted(GUEST_DIR.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _need(hostvars, var, where):
