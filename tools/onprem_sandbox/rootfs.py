@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import qemu
 from .run import log, sh
-from .spec import debian_sources
+from .spec import HOST_FILES_DIR, debian_sources
 
 BYTECODE_MODULE = "onprem_sandbox_bytecode"
 
@@ -65,6 +65,7 @@ def ensure(spec, cache_dir, host_type="container"):
         sh("chroot", work, "systemctl", "mask", "console-getty.service", "getty@tty1.service")
         if spec.extra_packages:
             _install_extra(work, spec.extra_packages)
+        install_bytecode_cache(work)
         if host_type == "vm":
             _prepare_vm(work)
         sh("chroot", work, "apt-get", "clean")
@@ -101,17 +102,16 @@ def _prepare_vm(work):
     (work / "etc/initramfs-tools/update-initramfs.conf").write_text("update_initramfs=no\nbackup_initramfs=no\n")
     sh("chroot", work, "systemctl", "enable", "systemd-networkd.service")
     (work / "etc/fstab").write_text("/dev/vda / ext4 defaults,errors=remount-ro 0 1\n")
-    install_bytecode_cache(work)
 
 
 def install_bytecode_cache(work):
-    """The guest's cache of compiled module payloads (guest/onprem_sandbox_bytecode.py says why)."""
+    """The hosts' cache of compiled module payloads (host_files/onprem_sandbox_bytecode.py says why)."""
     versions = sorted(p.name for p in Path(work, "usr/lib").glob("python3.*") if (p / "os.py").exists())
     if not versions:
         raise FileNotFoundError(f"no Python 3 in {work}/usr/lib")
     site = Path(work, "usr/local/lib", versions[-1], "dist-packages")
     site.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(Path(__file__).parent / "guest" / f"{BYTECODE_MODULE}.py", site / f"{BYTECODE_MODULE}.py")
+    shutil.copyfile(HOST_FILES_DIR / f"{BYTECODE_MODULE}.py", site / f"{BYTECODE_MODULE}.py")
     # site.py runs a .pth file's "import" lines at every interpreter start.
     (site / f"{BYTECODE_MODULE}.pth").write_text(f"import {BYTECODE_MODULE}\n")
     cache = Path(work, "var/cache/onprem-sandbox-bytecode")

@@ -25,8 +25,8 @@ BASE_PACKAGES = (
 
 # A QEMU guest (sandbox_type: vm) boots its own kernel and sees real block devices: it also
 # needs the kernel, udev (for /dev/disk/by-id) and an initramfs builder.
-# Files the QEMU guest image carries from this tool (rootfs.install_bytecode_cache).
-GUEST_DIR = Path(__file__).parent / "guest"
+# Files every host image carries from this tool (rootfs.install_bytecode_cache).
+HOST_FILES_DIR = Path(__file__).parent / "host_files"
 VM_PACKAGES = ("linux-image-amd64", "udev", "initramfs-tools", "e2fsprogs")
 
 HOST_TYPES = ("container", "vm")
@@ -139,19 +139,18 @@ class Spec:
     def rootfs_key(self, mirror_url, host_type="container"):
         """Cache key of the host image: changes when anything that goes into it changes."""
         recipe = {"suite": self.suite, "mirror": mirror_url, "packages": sorted(self.image_packages(host_type)),
-                  "admin_user": self.admin_user, "recipe": 3}
+                  "admin_user": self.admin_user, "recipe": 4, "host_files": host_files_digest()}
         if self.extra_packages:
             recipe["extra_packages"] = sorted(self.extra_packages)
         if host_type == "vm":
-            recipe["vm_recipe"] = 2
-            recipe["guest_files"] = guest_files_digest()
+            recipe["vm_recipe"] = 1
         return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def guest_files_digest():
-    """What the guest image copies from guest/: a changed file rebuilds the image."""
+def host_files_digest():
+    """What the images copy from host_files/: a changed file rebuilds them."""
     digest = hashlib.sha256()
-    for path in sorted(GUEST_DIR.glob("*.py")):
+    for path in sorted(HOST_FILES_DIR.glob("*.py")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
 

@@ -1,5 +1,5 @@
-"""The QEMU guests' bytecode cache for zip imports (tools/onprem_sandbox/guest), run here in
-fresh interpreters that load it from a site directory the way the guest's .pth file does."""
+"""The sandbox hosts' bytecode cache for zip imports (tools/onprem_sandbox/host_files), run here
+in fresh interpreters that load it from a site directory the way the hosts' .pth file does."""
 import hashlib
 import importlib.util
 import json
@@ -9,12 +9,11 @@ import stat
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import test_vm_spec
 from onprem_sandbox import rootfs, spec
 
-GUEST = Path(rootfs.__file__).parent / "guest"
+HOST_FILES = spec.HOST_FILES_DIR
 SOURCE = "VALUE = 1\n\n\ndef where():\n    return where.__code__.co_filename\n\n\ndef fails():\n    raise RuntimeError('from the payload')\n"
 
 # Loads the module from a site directory (.pth and all), points it at the test's cache, then
@@ -61,7 +60,7 @@ def cache_key(source):
 
 def test_the_image_gets_the_module_its_pth_and_a_root_only_cache(tmp_path):
     site = site_dir(tmp_path)
-    assert (site / "onprem_sandbox_bytecode.py").read_bytes() == (GUEST / "onprem_sandbox_bytecode.py").read_bytes()
+    assert (site / "onprem_sandbox_bytecode.py").read_bytes() == (HOST_FILES / "onprem_sandbox_bytecode.py").read_bytes()
     assert (site / "onprem_sandbox_bytecode.pth").read_text() == "import onprem_sandbox_bytecode\n"
     cache = tmp_path / "image/var/cache/onprem-sandbox-bytecode"
     assert stat.S_IMODE(cache.stat().st_mode) == 0o700
@@ -119,10 +118,10 @@ def test_a_cache_it_cannot_write_changes_nothing_but_speed(tmp_path):
     assert result["value"] == 1 and result["where"] == str(tmp_path / "one.zip" / "payload.py")
 
 
-def test_a_changed_guest_file_changes_the_vm_image_key_only(tmp_path, monkeypatch):
+def test_a_changed_host_file_changes_both_image_keys(tmp_path, monkeypatch):
     sandbox = spec.parse_inventory(test_vm_spec.inventory())
     before = [sandbox.rootfs_key("http://mirror.test/debian", kind) for kind in ("vm", "container")]
     (tmp_path / "onprem_sandbox_bytecode.py").write_text("changed")
-    monkeypatch.setattr(spec, "GUEST_DIR", tmp_path)
+    monkeypatch.setattr(spec, "HOST_FILES_DIR", tmp_path)
     after = [sandbox.rootfs_key("http://mirror.test/debian", kind) for kind in ("vm", "container")]
-    assert after[0] != before[0] and after[1] == before[1]
+    assert after[0] != before[0] and after[1] != before[1]

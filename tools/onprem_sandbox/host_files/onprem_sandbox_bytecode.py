@@ -1,18 +1,20 @@
-"""Sandbox QEMU guests only: a bytecode cache for modules imported from zip files.
+"""Sandbox hosts only: a bytecode cache for modules imported from zip files.
 
 Ansible sends each task's module with its module_utils as a zip, and Python compiles every
-source in it on every task (zipimport writes no .pyc). Under software emulation that compiling
-is about a third of a task's time. This caches each compiled module under the hash of its source
-and of the interpreter's bytecode version, in a directory only root can read or write; anything
-unexpected falls back to compiling, as without the cache. Installed into the guest image by
-tools/onprem_sandbox/rootfs.py (a .pth file imports it); not part of the collection.
+source in it on every task (zipimport writes no .pyc): about a third of a task's time in a QEMU
+guest under software emulation, and a fifth of a module's run in a container. This caches each
+compiled module under the hash of its source and of the interpreter's bytecode version, in a
+directory only root can read or write; anything unexpected falls back to compiling, as without
+the cache. Installed into the host images by tools/onprem_sandbox/rootfs.py (a .pth file imports
+it at every interpreter start); not part of the collection.
 """
-import hashlib
-import importlib.util
 import marshal
 import os
-import types
 import zipimport
+
+# Every interpreter start imports this: only modules that are loaded at start-up anyway, here
+# (hashlib, with OpenSSL, is imported at the first zip import).
+from _frozen_importlib_external import MAGIC_NUMBER  # what importlib.util.MAGIC_NUMBER is
 
 CACHE_DIR = "/var/cache/onprem-sandbox-bytecode"
 _compile = zipimport._compile_source  # pylint: disable=protected-access
@@ -25,11 +27,12 @@ def _with_filename(code, filename):
 
 
 def compile_source(pathname, source):
-    path = os.path.join(CACHE_DIR, hashlib.sha256(importlib.util.MAGIC_NUMBER + source).hexdigest())
+    import hashlib  # pylint: disable=import-outside-toplevel
+    path = os.path.join(CACHE_DIR, hashlib.sha256(MAGIC_NUMBER + source).hexdigest())
     try:
         with open(path, "rb") as cached:
             code = marshal.load(cached)
-        if isinstance(code, types.CodeType):
+        if isinstance(code, type(compile_source.__code__)):
             return _with_filename(code, pathname)
     except (OSError, EOFError, ValueError, TypeError):
         pass
