@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import sys
+import types
 import zipfile
 
 import test_vm_spec
@@ -19,7 +20,7 @@ SOURCE = "VALUE = 1\n\n\ndef where():\n    return where.__code__.co_filename\n\n
 # Loads the module from a site directory (.pth and all), points it at the test's cache, then
 # imports "payload" from the zip and prints what the module says about itself.
 PROBE = """
-import json, site, sys, traceback
+import json, site, sys, traceback, zipimport
 site.addsitedir(sys.argv[1])
 import onprem_sandbox_bytecode
 onprem_sandbox_bytecode.CACHE_DIR = sys.argv[2]
@@ -30,7 +31,7 @@ try:
 except RuntimeError:
     tb = traceback.format_exc()
 print(json.dumps({"value": payload.VALUE, "where": payload.where(), "traceback": tb,
-                  "patched": __import__("zipimport")._compile_source is onprem_sandbox_bytecode.compile_source}))
+                  "patched": getattr(zipimport, "_compile_source", None) is onprem_sandbox_bytecode.compile_source}))
 """
 
 
@@ -51,6 +52,8 @@ def payload_zip(path, source=SOURCE):
 def probe(site, cache, zip_path):
     out = subprocess.run([sys.executable, "-c", PROBE, str(site), str(cache), str(zip_path)],
                          check=True, capture_output=True, text=True, timeout=60)
+    # Nothing on stderr: a .pth line that fails is printed at every interpreter start.
+    assert out.stderr == ""
     return json.loads(out.stdout)
 
 
@@ -125,3 +128,29 @@ def test_a_changed_host_file_changes_both_image_keys(tmp_path, monkeypatch):
     monkeypatch.setattr(spec, "HOST_FILES_DIR", tmp_path)
     after = [sandbox.rootfs_key("http://mirror.test/debian", kind) for kind in ("vm", "container")]
     assert after[0] != before[0] and after[1] != before[1]
+
+
+def load_module(monkeypatch, zipimport_module):
+    """The module as an interpreter start imports it, with the given zipimport."""
+    monkeypatch.setitem(sys.modules, "zipimport", zipimport_module)
+    spec_ = importlib.util.spec_from_file_location("bytecode_under_test", HOST_FILES / "onprem_sandbox_bytecode.py")
+    module = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(module)
+    return module
+
+
+def test_an_interpreter_without_the_compile_function_is_left_as_it_is(monkeypatch):
+    other = types.SimpleNamespace()  # a zipimport that compiles some other way
+    load_module(monkeypatch, other)
+    assert vars(other) == {}
+
+
+def test_the_key_is_the_bytecode_version_and_the_source(tmp_path, monkeypatch):
+    fake = types.SimpleNamespace(_compile_source=lambda path, source: compile(source, path, "exec"))
+    module = load_module(monkeypatch, fake)
+    assert fake._compile_source is module.compile_source  # pylint: disable=protected-access
+    module.CACHE_DIR = str(tmp_path / "cache")
+    namespace = {}
+    exec(module.compile_source("bytes.py", b"VALUE = 6\n"), namespace)  # pylint: disable=exec-used
+    assert namespace["VALUE"] == 6
+    assert os.listdir(tmp_path / "cache") == [hashlib.sha256(importlib.util.MAGIC_NUMBER + b"VALUE = 6\n").hexdigest()]

@@ -13,11 +13,15 @@ import os
 import zipimport
 
 # Every interpreter start imports this: only modules that are loaded at start-up anyway, here
-# (hashlib, with OpenSSL, is imported at the first zip import).
-from _frozen_importlib_external import MAGIC_NUMBER  # what importlib.util.MAGIC_NUMBER is
+# (hashlib, with OpenSSL, is imported at the first zip import). An error here would be printed
+# at every start, so an interpreter without what this needs just goes on compiling.
+try:
+    from _frozen_importlib_external import MAGIC_NUMBER  # what importlib.util.MAGIC_NUMBER is
+except ImportError:
+    MAGIC_NUMBER = None
 
 CACHE_DIR = "/var/cache/onprem-sandbox-bytecode"
-_compile = zipimport._compile_source  # pylint: disable=protected-access
+_compile = getattr(zipimport, "_compile_source", None)
 
 
 def _with_filename(code, filename):
@@ -49,7 +53,8 @@ def compile_source(pathname, source):
 
 
 def install():
-    zipimport._compile_source = compile_source  # pylint: disable=protected-access
+    if _compile is not None and MAGIC_NUMBER is not None:
+        zipimport._compile_source = compile_source  # pylint: disable=protected-access
 
 
 install()
