@@ -69,6 +69,14 @@ def test_the_image_gets_the_module_its_pth_and_a_root_only_cache(tmp_path):
     assert stat.S_IMODE(cache.stat().st_mode) == 0o700
 
 
+def test_the_newest_interpreter_of_the_image_gets_it(tmp_path):
+    for version in ("python3.9", "python3.11", "python3.10"):
+        (tmp_path / "usr/lib" / version).mkdir(parents=True)
+        (tmp_path / "usr/lib" / version / "os.py").write_text("")
+    rootfs.install_bytecode_cache(tmp_path)
+    assert [p.name for p in (tmp_path / "usr/local/lib").iterdir()] == ["python3.11"]
+
+
 def test_an_image_without_python_is_refused(tmp_path):
     (tmp_path / "usr/lib/python3.11").mkdir(parents=True)  # no os.py: not an interpreter's library
     try:

@@ -106,7 +106,9 @@ def _prepare_vm(work):
 
 def install_bytecode_cache(work):
     """The hosts' cache of compiled module payloads (host_files/onprem_sandbox_bytecode.py says why)."""
-    versions = sorted(p.name for p in Path(work, "usr/lib").glob("python3.*") if (p / "os.py").exists())
+    # The newest interpreter, by its minor version (python3.9 before python3.11).
+    versions = sorted((p.name for p in Path(work, "usr/lib").glob("python3.*") if (p / "os.py").exists()),
+                      key=lambda name: int(name.split(".")[1]) if name.split(".")[1].isdigit() else -1)
     if not versions:
         raise FileNotFoundError(f"no Python 3 in {work}/usr/lib")
     site = Path(work, "usr/local/lib", versions[-1], "dist-packages")
