@@ -106,12 +106,12 @@ def _prepare_vm(work):
 
 def install_bytecode_cache(work):
     """The hosts' cache of compiled module payloads (host_files/onprem_sandbox_bytecode.py says why)."""
-    # The newest interpreter, by its minor version (python3.9 before python3.11).
-    versions = sorted((p.name for p in Path(work, "usr/lib").glob("python3.*") if (p / "os.py").exists()),
-                      key=lambda name: int(name.split(".")[1]) if name.split(".")[1].isdigit() else -1)
+    # The newest interpreter (python3.9 before python3.11).
+    versions = sorted((p for p in Path(work, "usr/lib").glob("python3.*") if (p / "os.py").exists()),
+                      key=_version_key)
     if not versions:
         raise FileNotFoundError(f"no Python 3 in {work}/usr/lib")
-    site = Path(work, "usr/local/lib", versions[-1], "dist-packages")
+    site = Path(work, "usr/local/lib", versions[-1].name, "dist-packages")
     site.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(HOST_FILES_DIR / f"{BYTECODE_MODULE}.py", site / f"{BYTECODE_MODULE}.py")
     # site.py runs a .pth file's "import" lines at every interpreter start.
@@ -121,11 +121,14 @@ def install_bytecode_cache(work):
     cache.chmod(0o700)
 
 
+def _version_key(path):
+    """Orders names by the numbers in them: vmlinuz-6.1.0-9 before vmlinuz-6.1.0-10."""
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", path.name)]
+
+
 def kernel_files(image):
     """The image's kernel and initramfs (the newest, if several)."""
-    def version_key(path):
-        return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", path.name)]
-    kernels = sorted(Path(image, "boot").glob("vmlinuz-*"), key=version_key)
+    kernels = sorted(Path(image, "boot").glob("vmlinuz-*"), key=_version_key)
     if not kernels:
         raise FileNotFoundError(f"no kernel in {image}/boot")
     version = kernels[-1].name[len("vmlinuz-"):]

@@ -25,11 +25,12 @@ BASE_PACKAGES = (
 
 # A QEMU guest (sandbox_type: vm) boots its own kernel and sees real block devices: it also
 # needs the kernel, udev (for /dev/disk/by-id) and an initramfs builder.
-# Files every host image carries from this tool (rootfs.install_bytecode_cache).
-HOST_FILES_DIR = Path(__file__).parent / "host_files"
 VM_PACKAGES = ("linux-image-amd64", "udev", "initramfs-tools", "e2fsprogs")
 
 HOST_TYPES = ("container", "vm")
+
+# Files every host image carries from this tool (rootfs.install_bytecode_cache).
+HOST_FILES_DIR = Path(__file__).parent / "host_files"
 DISK_BUSES = ("nvme", "sas", "sata")
 DISK_ID_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 SERIAL_RE = re.compile(r"^[A-Za-z0-9]{1,20}$")
