@@ -44,6 +44,24 @@ options:
     description: Where the tiers are mounted (C(storage_tiers_root)).
     type: str
     required: true
+  key_provider:
+    description:
+      - How encrypted tiers are unlocked at boot (C(storage_tiers_key_provider)).
+      - V(keyfile) lets systemd-cryptsetup open them from C(/etc/crypttab); V(pkcs11_wrapped) marks
+        their entries C(noauto), because the role's unlock units open them.
+    type: str
+    choices: [keyfile, pkcs11_wrapped]
+    default: keyfile
+    version_added: 0.2.0
+  device_timeout_s:
+    description:
+      - How long the boot waits for each tier's devices (C(x-systemd.device-timeout) in the
+        C(/etc/fstab) and C(/etc/crypttab) options), in seconds.
+      - Without it systemd's default applies (90 s), and a tier whose disks, array or unlocked mapping
+        appear later is left unmounted, with nothing failed.
+      - An C(x-systemd.device-timeout=) in a tier's C(mount_options) is kept for its fstab entry.
+    type: int
+    version_added: 0.2.0
 """
 
 EXAMPLES = r"""
@@ -92,6 +110,18 @@ _value:
       description: Where the tier is mounted.
       type: str
       sample: /srv/deepseek/hot
+    fstab_options:
+      description: The tier's C(/etc/fstab) options (its C(mount_options) and the device timeout).
+      type: list
+      elements: str
+      sample: [noatime, inode64, nofail, x-systemd.device-timeout=300s]
+      version_added: 0.2.0
+    crypttab_options:
+      description: The tier's C(/etc/crypttab) options, empty when it is not encrypted.
+      type: list
+      elements: str
+      sample: [luks, discard, noauto, x-systemd.device-timeout=300s]
+      version_added: 0.2.0
     su_kib:
       description: XFS stripe unit in KiB (0 when there is no stripe).
       type: int
@@ -114,11 +144,11 @@ from ansible_collections.onprem.deepseek.plugins.module_utils._storage_plan impo
 )
 
 
-def storage_plan(tiers, found, blockdevices, existing_arrays=None, root=None):
+def storage_plan(tiers, found, blockdevices, existing_arrays=None, root=None, key_provider="keyfile", device_timeout_s=None):
     if root is None:
         raise AnsibleFilterError("storage_plan: root is required")
     try:
-        return plan_tiers(tiers, found, blockdevices, existing_arrays or [], root)
+        return plan_tiers(tiers, found, blockdevices, existing_arrays or [], root, key_provider, device_timeout_s)
     except StoragePlanError as exc:
         raise AnsibleFilterError("storage_plan: %s" % exc)
 

@@ -1,9 +1,11 @@
-"""The storage tier planner: actions, device counts on both sides of each minimum, stripe geometry."""
+"""The storage tier planner: actions, device counts on both sides of each minimum, stripe geometry,
+and the fstab and crypttab options a boot reads."""
 import pytest
 
 from ansible_collections.onprem.deepseek.plugins.filter.storage_plan import storage_plan
 from ansible_collections.onprem.deepseek.plugins.module_utils._storage_plan import (
     StoragePlanError,
+    boot_options,
     data_disks,
     devices_needed,
     plan_tier,
@@ -174,3 +176,60 @@ def test_refusals_say_what_is_allowed():
 
 def test_only_slashes_are_trimmed_from_the_root():
     assert plan(tier(name="cold"), 0, root="/srv/X/")["mountpoint"] == "/srv/X/cold"
+
+
+def test_without_a_timeout_the_options_are_the_tiers_own():
+    assert boot_options(tier(mount_options=["noatime", "nofail"])) == (["noatime", "nofail"], [])
+    assert plan(tier())["fstab_options"] == ["noatime"] and plan(tier())["crypttab_options"] == []
+
+
+def test_the_device_timeout_goes_into_fstab_and_crypttab():
+    fstab, crypttab = boot_options(tier(encrypt=True, mount_options=["noatime", "nofail"]), "pkcs11_wrapped", 300)
+    assert fstab == ["noatime", "nofail", "x-systemd.device-timeout=300s"]
+    assert crypttab == ["luks", "discard", "noauto", "x-systemd.device-timeout=300s"]
+    # The tier's list itself is not changed.
+    t = tier(mount_options=["noatime"])
+    boot_options(t, "keyfile", 300)
+    assert t["mount_options"] == ["noatime"]
+
+
+def test_systemd_cryptsetup_opens_keyfile_tiers_and_the_unlock_unit_wrapped_ones():
+    assert boot_options(tier(encrypt=True), "keyfile", 60)[1] == ["luks", "discard", "x-systemd.device-timeout=60s"]
+    assert boot_options(tier(encrypt=True), "pkcs11_wrapped")[1] == ["luks", "discard", "noauto"]
+    # An unencrypted tier has no crypttab entry, whatever the provider.
+    assert boot_options(tier(), "pkcs11_wrapped", 60)[1] == []
+
+
+def test_a_timeout_in_the_tiers_mount_options_is_kept():
+    fstab, crypttab = boot_options(tier(encrypt=True, mount_options=["x-systemd.device-timeout=0", "nofail"]), "keyfile", 300)
+    assert fstab == ["x-systemd.device-timeout=0", "nofail"]
+    assert crypttab == ["luks", "discard", "x-systemd.device-timeout=300s"]
+
+
+@pytest.mark.parametrize("timeout,ok", [(1, True), (3600, True), (0, False), (-5, False), ("300", False),
+                                        (300.0, False), (True, False)])
+def test_the_timeout_is_a_whole_number_of_seconds_of_at_least_one(timeout, ok):
+    if ok:
+        assert boot_options(tier(), "keyfile", timeout)[0][-1] == "x-systemd.device-timeout=%ds" % timeout
+    else:
+        with pytest.raises(StoragePlanError, match="device timeout"):
+            boot_options(tier(), "keyfile", timeout)
+
+
+def test_an_unknown_key_provider_is_refused():
+    with pytest.raises(StoragePlanError) as caught:
+        boot_options(tier(), "tpm2")
+    assert str(caught.value) == "key provider tpm2 is not one of keyfile, pkcs11_wrapped"
+
+
+def test_plan_and_filter_pass_the_provider_and_timeout_to_each_tier():
+    tiers = [tier("hot", encrypt=True), tier("warm")]
+    result = plan_tiers(tiers, {}, [], [], ROOT, "pkcs11_wrapped", 120)
+    assert [(p["fstab_options"], p["crypttab_options"]) for p in result] == [
+        (["noatime", "x-systemd.device-timeout=120s"], ["luks", "discard", "noauto", "x-systemd.device-timeout=120s"]),
+        (["noatime", "x-systemd.device-timeout=120s"], []),
+    ]
+    filtered = storage_plan(tiers, {}, [], root=ROOT, key_provider="keyfile", device_timeout_s=120)
+    assert filtered[0]["crypttab_options"] == ["luks", "discard", "x-systemd.device-timeout=120s"]
+    with pytest.raises(AnsibleFilterError, match="storage_plan: device timeout 0"):
+        storage_plan(tiers, {}, [], root=ROOT, device_timeout_s=0)
