@@ -24,7 +24,7 @@ ALERTS = {
     "GPUUtilizationHigh", "InferenceLatencyHigh", "HostMemoryHigh", "GPUXidError", "GPUEccUncorrectable",
     "GPURowRemapFailure", "GPUTemperatureHigh", "NVLinkErrors", "FabricManagerDown", "InferenceDown",
     "InferenceQueueBacklog", "KVCacheNearlyFull", "GatewayErrorRateHigh", "CertificateExpiringSoon",
-    "DiskTierFull", "DRReplicationLagHigh", "SiteDown", "DREntryWithdrawn",
+    "DiskTierFull", "DiskTierNotMounted", "DRReplicationLagHigh", "SiteDown", "DREntryWithdrawn",
 }
 GROUPS = {"onprem-deepseek." + area for area in ("gpu", "inference", "gateway", "host", "storage", "pki", "dr")}
 
