@@ -10,6 +10,8 @@ Each site is described by the facts gathered on it (``SITE_FACTS``):
 - ``policy_hash``, ``revocations_hash``, ``config_hash``: hashes of the gateway's compiled policy,
   of its revocation lists and of the configuration the playbooks pushed;
 - ``ca_fingerprint``: the root CA's certificate fingerprint;
+  (these four are None when unknown, as for a site whose gateways cannot be read: a difference,
+  which ``force`` may override);
 - ``server_certificates``: certificate name to fingerprint, for the certificates the gateways serve
   on the global entry point (the same on both sites);
 - ``engines``: engine name to its health, True when an authenticated completion was answered
@@ -63,8 +65,8 @@ def _check_site(site, facts):
             if not isinstance(value, dict) or not all(isinstance(k, str) and k and isinstance(v, str) and v
                                                       for k, v in value.items()):
                 raise DrPlanError("%s.%s: must be a dict of names to non-empty strings, not %r" % (where, name, value))
-        elif not isinstance(value, str) or not value:
-            raise DrPlanError("%s.%s: must be a non-empty string, not %r" % (where, name, value))
+        elif value is not None and (not isinstance(value, str) or not value):
+            raise DrPlanError("%s.%s: must be a non-empty string or null (unknown), not %r" % (where, name, value))
     engines = facts["engines"]
     if not isinstance(engines, dict) or not all(isinstance(k, str) and k and isinstance(v, bool) for k, v in engines.items()):
         raise DrPlanError("%s.engines: must be a dict of engine names to true or false (answered an "

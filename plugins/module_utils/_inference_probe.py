@@ -202,6 +202,9 @@ class Prober:
         if not isinstance(data, list):
             raise ProbeError("GET /v1/models: no 'data' list in the answer")
         names = [m.get("id") for m in data if isinstance(m, dict)]
+        # The directory each model was loaded from, where the engine says (vLLM and SGLang do).
+        self.roots = dict((m["id"], m["root"]) for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)
+                          and isinstance(m.get("root"), str) and m["root"])
         return names
 
     def _request_body(self, model, stream):
@@ -269,6 +272,7 @@ class Prober:
             result["health_retries"] = self.wait_health()
         names = self.models()
         result["models"] = names
+        result["model_roots"] = self.roots
         model = self.p.get("model")
         if model:
             if model not in names:

@@ -147,6 +147,14 @@ models:
   type: list
   elements: str
   sample: [deepseek-r1]
+model_roots:
+  description:
+    - Model name to the directory the engine loaded it from (C(root) in C(/v1/models); vLLM and SGLang report it).
+    - Models whose engine reports no directory are left out.
+  returned: always
+  type: dict
+  sample: {deepseek-r1: /srv/deepseek/hot/models/deepseek-r1/versions/2025-05-28}
+  version_added: 0.2.0
 model:
   description: Model the completions were requested for.
   returned: always

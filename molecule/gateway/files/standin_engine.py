@@ -6,9 +6,13 @@ and sum; no key, as vLLM serves it), /v1/models, /v1/chat/completions, /v1/compl
 with "stream": true gets server-sent events ending in a usage chunk (when stream_options asks for
 it, as the gateway always does) and [DONE]. Every /v1 request must carry the engine key (read from
 the file named by the first argument) as "Authorization: Bearer": the gateway's, never a caller's.
-Usage: standin-engine KEYFILE PORT; every answer names the instance in "X-Standin-Engine: <port>",
-so the scenario sees which pool and which server of a pool answered.
+Usage: standin-engine KEYFILE PORT [MODEL_DIR]; every answer names the instance in
+"X-Standin-Engine: <port>", so the scenario sees which pool and which server of a pool answered.
+With MODEL_DIR (a model store's current link), /v1/models gives each model the "root" a real
+engine gives, the directory it serves: here that link's target, read on each request (a real
+engine reads it once, at start; the scenario restarts the stand-ins when the store switches).
 """
+import os
 import hmac
 import json
 import sys
@@ -28,6 +32,8 @@ class Handler(BaseHTTPRequestHandler):
     finished = 0
     seconds = 0.0
     lock = threading.Lock()
+
+    model_dir = ""
 
     def log_message(self, *args):
         pass
@@ -64,8 +70,9 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(raw)
         elif self.path == "/v1/models":
             if self._authorized():
-                self._json(200, {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "standin"}
-                                                            for m in MODELS]})
+                root = os.path.realpath(self.model_dir) if self.model_dir and os.path.isdir(self.model_dir) else None
+                self._json(200, {"object": "list", "data": [dict({"id": m, "object": "model", "owned_by": "standin"},
+                                                                 **({"root": root} if root else {})) for m in MODELS]})
         else:
             self._json(404, {"error": {"message": "no route", "code": 404}})
 
@@ -121,6 +128,7 @@ def main():
     with open(sys.argv[1], "rb") as f:
         Handler.key = f.read().strip()
     Handler.name = sys.argv[2]
+    Handler.model_dir = sys.argv[3] if len(sys.argv) > 3 else ""
     ThreadingHTTPServer(("0.0.0.0", int(sys.argv[2])), Handler).serve_forever()
 
 

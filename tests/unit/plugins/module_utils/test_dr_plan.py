@@ -39,6 +39,23 @@ def sites(a=None, b=None):
 
 # compare_sites
 
+# What dr_cutover.yml gives a site none of whose gateways could be read.
+DOWN = {"models": {}, "policy_hash": None, "ca_fingerprint": None, "server_certificates": {}, "revocations_hash": None,
+        "config_hash": None, "engines": {}, "gateway_healthy": False, "replication_lag_s": None}
+
+
+def test_a_site_that_cannot_be_read_differs_in_every_fact_and_only_force_moves_away_from_it():
+    facts = {"site_a": dict(DOWN), "site_b": site()}
+    named = [d["fact"] for d in compare_sites(facts)]
+    assert "policy_hash" in named and "config_hash" in named and "models[deepseek-r1]" in named
+    refused = precheck("site_a", "site_b", facts, 0.05, False)
+    assert not refused["ok"] and any("policy_hash" in r for r in refused["refusals"])
+    forced = precheck("site_a", "site_b", facts, 0.05, True)
+    assert forced["ok"] and forced["refusals"] == [] and any("policy_hash" in w for w in forced["warnings"])
+    # Never onto it, forced or not: it has no healthy engine and no healthy gateway.
+    onto = precheck("site_b", "site_a", facts, 0.05, True)
+    assert not onto["ok"]
+
 def test_identical_sites_have_no_difference():
     assert compare_sites(sites()) == []
 
@@ -77,7 +94,8 @@ def test_health_and_lag_are_not_consistency_facts():
     ([site(), site()], "facts: must be a dict of exactly two sites"),
     ({"site_a": site(), "": site()}, "facts: '' is not a site name"),
     ({"site_a": site(), "site_b": []}, "facts.site_b: must be a dict of the site's facts"),
-    (sites(b={"policy_hash": ""}), "facts.site_b.policy_hash: must be a non-empty string, not ''"),
+    (sites(b={"policy_hash": ""}), "facts.site_b.policy_hash: must be a non-empty string or null (unknown), not ''"),
+    (sites(b={"config_hash": 7}), "facts.site_b.config_hash: must be a non-empty string or null (unknown), not 7"),
     (sites(a={"models": {"deepseek-r1": 3}}), "facts.site_a.models: must be a dict of names to non-empty strings"),
     (sites(a={"server_certificates": ["gw1"]}), "facts.site_a.server_certificates: must be a dict"),
     (sites(b={"engines": {"e1": "yes"}}), "facts.site_b.engines: must be a dict of engine names to true or false"),

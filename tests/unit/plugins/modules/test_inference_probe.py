@@ -30,6 +30,7 @@ class FakeServer:
     def __init__(self):
         self.key = KEY
         self.models = [MODEL]
+        self.roots = {}  # model to the "root" /v1/models gives (vLLM: the directory it loaded)
         self.answer_model = MODEL
         self.tokens = 4
         self.unhealthy_for = 0  # /health answers 503 this many times first
@@ -70,7 +71,8 @@ def make_handler(state):
             elif self.path == "/v1/models":
                 if self._authorized():
                     self._send(200, {"object": "list", "data": [
-                        {"id": m, "object": "model", "owned_by": "vllm", "max_model_len": 4096} for m in state.models]})
+                        dict({"id": m, "object": "model", "owned_by": "vllm", "max_model_len": 4096},
+                             **({"root": state.roots[m]} if m in state.roots else {})) for m in state.models]})
             else:
                 self._send(404, {"detail": "Not Found"})
 
@@ -220,6 +222,15 @@ def test_probe_plain_and_stream_with_key(server, capsys):
     assert KEY not in json.dumps(out)
     assert server.log[:2] == [("GET", "/health"), ("GET", "/v1/models")]
     assert len(server.log) == 6
+
+
+def test_the_directory_each_model_was_loaded_from_is_returned_where_the_engine_gives_it(server, capsys):
+    server.models = [MODEL, "deepseek-coder", "deepseek-lite"]
+    server.roots = {MODEL: "/srv/deepseek/hot/models/%s/versions/v2" % MODEL, "deepseek-lite": ""}
+    rc, out = run({"url": server.url, "model": MODEL, "api_key": KEY, "stream": False}, capsys)
+    assert rc == 0, out
+    assert out["models"] == [MODEL, "deepseek-coder", "deepseek-lite"]
+    assert out["model_roots"] == {MODEL: "/srv/deepseek/hot/models/%s/versions/v2" % MODEL}
 
 
 def test_probe_key_from_environment_file(server, capsys, tmp_path):
