@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import posixpath
 import re
 
@@ -118,7 +119,7 @@ def received_lag(lag_text):
     out = {}
     for labels, value in _series(samples, REPLICATION_LAG):
         site = labels.get("from_site")
-        if site and value == value:  # NaN is no figure
+        if site and not math.isnan(value):
             out[site] = max(out.get(site, 0.0), value)
     return out
 

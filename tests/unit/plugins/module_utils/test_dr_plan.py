@@ -56,6 +56,7 @@ def test_a_site_that_cannot_be_read_differs_in_every_fact_and_only_force_moves_a
     onto = precheck("site_b", "site_a", facts, 0.05, True)
     assert not onto["ok"]
 
+
 def test_identical_sites_have_no_difference():
     assert compare_sites(sites()) == []
 

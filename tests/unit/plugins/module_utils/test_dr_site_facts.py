@@ -90,8 +90,9 @@ def test_the_lag_received_from_each_site_is_the_largest_of_its_hosts():
     assert received_lag(text) == {"site_a": 0.5, "site_c": 0.001}
 
 
-@pytest.mark.parametrize("text", ["", None, "onprem_deepseek_dr_replication_lag_seconds{from_site=site_a} 1\n"])
-def test_no_lag_file_or_a_damaged_one_is_unknown(text):
+@pytest.mark.parametrize("text", ["", None, "onprem_deepseek_dr_replication_lag_seconds{from_site=site_a} 1\n",
+                                  'onprem_deepseek_dr_replication_lag_seconds{from_site="site_a",from_host="a1"} NaN\n'])
+def test_no_lag_file_a_damaged_one_or_no_figure_is_unknown_never_zero(text):
     assert received_lag(text) == {}
 
 
