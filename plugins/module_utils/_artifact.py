@@ -46,6 +46,39 @@ def _diff(before, after):
     }
 
 
+def release_guard(record, current, wanted, replace_release=False):
+    """The version a run naming ``wanted`` must not silently switch away from, or None.
+
+    playbooks/model_release.yml makes a version current without the inventory naming it. A later
+    run from the inventory that still names the older version would switch back: it is refused
+    while the released version is current, unless ``replace_release`` says that is the intent.
+    """
+    released = record.get("release")
+    if released and released == current and wanted != current and not replace_release:
+        return released
+    return None
+
+
+def next_release_record(record, before, after, released):
+    """The record after a run that leaves ``after`` current (``before`` was).
+
+    A run from the inventory (not ``released``) records ``after`` as the inventory's version and
+    no release; a release keeps the inventory's version (a store without a record: the one that was
+    current) and records ``after`` as released unless it is the inventory's own.
+    """
+    if not released:
+        return {"inventory": after, "release": None}
+    inventory = record.get("inventory") or before or after
+    return {"inventory": inventory, "release": after if after != inventory else None}
+
+
+def _refuse_release(store, record, current, wanted):
+    raise ArtifactError(
+        "%s: version %s is current because a release made it so (%s; the inventory's version was %s), and this run "
+        "names %s: name %s to keep it, or set replace_release (model_store_replace_release) to switch back"
+        % (store.root, current, store.root + "/.release.json", record.get("inventory") or "not recorded", wanted, current))
+
+
 def _base_result(store, version, previous):
     return {
         "changed": False,
@@ -101,6 +134,10 @@ def ensure_present(params, check_mode=False, opener=None):
     manifest = parse_manifest(fmt, raw, name, version)
 
     previous = store.current_version()
+    released = bool(params.get("released"))
+    record = store.release_record() if activate else None
+    if activate and not released and release_guard(record, previous, version, params.get("replace_release")):
+        _refuse_release(store, record, previous, version)
     result = _base_result(store, version, previous)
     present = version in store.versions()
     need_stage = True
@@ -132,8 +169,12 @@ def ensure_present(params, check_mode=False, opener=None):
     removed = plan_prune(ordered_after if switching else store.ordered_versions(), keep, {version}) if activate else []
     kept = [v for v in reversed(ordered_after) if v not in removed] if activate else list(reversed(store.ordered_versions()))
 
-    changed = need_stage or switching or bool(removed)
+    new_record = next_release_record(record, previous, version, released) if activate else None
+    record_changes = activate and new_record != record
+    changed = need_stage or switching or bool(removed) or record_changes
     result.update(changed=changed, kept_versions=kept, removed_versions=removed)
+    if activate:
+        result["release_record"] = new_record
     if switching:
         result["diff"] = _diff(previous, version)
     if check_mode:
@@ -164,6 +205,8 @@ def ensure_present(params, check_mode=False, opener=None):
             store.record_activation(version)
         for old in removed:
             store.remove_version(old)
+        if record_changes:
+            store.write_release_record(new_record)
     finally:
         store.unlock()
     return result
@@ -193,8 +236,11 @@ def rollback(params, check_mode=False):
             raise ArtifactError("no earlier version of %s to roll back to (only %s is present)" % (name, previous))
         target = older[-1]
 
+    record = store.release_record()
+    new_record = next_release_record(record, previous, target, bool(params.get("released")))
     result = _base_result(store, target, previous)
     result["kept_versions"] = list(reversed(ordered))
+    result["release_record"] = new_record if target != previous else record
     if target == previous:
         return result
     result["changed"] = True
@@ -205,6 +251,8 @@ def rollback(params, check_mode=False):
     store.lock()
     try:
         store.switch(target)
+        if new_record != record:
+            store.write_release_record(new_record)
     finally:
         store.unlock()
     return result

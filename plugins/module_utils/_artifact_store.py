@@ -11,6 +11,8 @@ Store layout under ``<dest>/<name>``::
     versions/<version>/.manifest.sha256
     current -> versions/<version> relative symlink, replaced atomically
     .history.json                 activation order, oldest first
+    .release.json                 the version the inventory's runs made current, and the one a
+                                  release made current since (see _artifact.release_guard)
     .lock                         flock held by a run that changes the store
     .staging-<version>-<random>/  files being fetched (never read by a server)
 """
@@ -45,6 +47,7 @@ from ansible_collections.onprem.deepseek.plugins.module_utils._artifact_manifest
 )
 
 HISTORY = ".history.json"
+RELEASE_RECORD = ".release.json"
 LOCK = ".lock"
 STAGING_PREFIX = ".staging-"
 TRASH_PREFIX = ".trash-"
@@ -156,6 +159,22 @@ class ModelStore:
         except (OSError, ValueError, AttributeError):
             return []
 
+    def release_record(self):
+        """``{"inventory": version, "release": version}`` from .release.json; both None without one."""
+        path = os.path.join(self.root, RELEASE_RECORD)
+        try:
+            with open(path, "rb") as handle:
+                raw = handle.read()
+        except FileNotFoundError:
+            return {"inventory": None, "release": None}
+        except OSError as exc:
+            raise ArtifactError("cannot read %s: %s" % (path, exc.strerror or exc))
+        return parse_release_record(raw, path)
+
+    def write_release_record(self, record):
+        _atomic_write(os.path.join(self.root, RELEASE_RECORD),
+                      json.dumps(record, sort_keys=True, indent=1).encode("utf-8"))
+
     def ordered_versions(self):
         """Versions on disk, least recently activated first (unknown ones by mtime, oldest first)."""
         present = self.versions()
@@ -233,6 +252,19 @@ class ModelStore:
         trash = os.path.join(self.root, "%s%s-%s" % (TRASH_PREFIX, version, os.urandom(4).hex()))
         os.rename(self.version_dir(version), trash)
         shutil.rmtree(trash, ignore_errors=True)
+
+
+def parse_release_record(raw, path):
+    """The release record's text (bytes or str); ArtifactError naming ``path`` when damaged."""
+    try:
+        doc = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+        record = {"inventory": doc["inventory"], "release": doc["release"]}
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        record = None
+    if record is None or not all(v is None or (isinstance(v, str) and v) for v in record.values()):
+        raise ArtifactError("%s is damaged (want {\"inventory\": version, \"release\": version or null}); "
+                            "write it again or remove it" % path)
+    return record
 
 
 def fsync_dir(path):

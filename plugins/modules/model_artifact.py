@@ -65,6 +65,23 @@ options:
     type: str
     choices: [present, staged, rollback, absent]
     default: present
+  released:
+    description:
+      - This switch is a release's (C(playbooks/model_release.yml), through the inference role). The store records
+        in C(.release.json) that the version it makes current was released, next to the version the inventory's runs
+        made current. Applies to O(state=present) and O(state=rollback).
+      - A switch that is not a release records its version as the inventory's, and no release.
+    type: bool
+    default: false
+    version_added: 0.2.0
+  replace_release:
+    description:
+      - With O(state=present) and O(released=false), switch away from a version that a release made current.
+        Without it such a run fails before it fetches or changes anything, naming both versions, so that a run from
+        an inventory that still names the older version does not silently undo a release.
+    type: bool
+    default: false
+    version_added: 0.2.0
   source:
     description:
       - Root of the artifact store; the version is read from C(<source>/<name>/<version>/).
@@ -262,6 +279,14 @@ kept_versions:
   type: list
   elements: str
   sample: ["2025-05-28", "2025-04-02", "2025-03-10"]
+release_record:
+  description:
+    - The store's C(.release.json) after the run (predicted in check mode) - C(inventory), the version the runs that
+      are not releases made current, and C(release), the version a release made current since, or V(null).
+  returned: with O(state=present) and O(state=rollback)
+  type: dict
+  sample: {inventory: "2025-04-02", release: "2025-05-28"}
+  version_added: 0.2.0
 removed_versions:
   description: Versions deleted (or that would be deleted in check mode).
   returned: always
@@ -309,6 +334,8 @@ def main():
             client_key=dict(type="path", no_log=False),
             use_proxy=dict(type="bool", default=True),
             workers=dict(type="int"),
+            released=dict(type="bool", default=False),
+            replace_release=dict(type="bool", default=False),
         ),
         required_if=[
             ("state", "present", ("version", "source")),

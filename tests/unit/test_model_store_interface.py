@@ -64,12 +64,12 @@ REFUSE = '''
 '''
 
 
-def play(tmp_path, text):
+def play(tmp_path, text, *extra):
     (tmp_path / 'play.yml').write_text(text)
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg'), ANSIBLE_NOCOLOR='1')
     return subprocess.run(
         [str(PLAYBOOK), '-i', 'localhost,', '-c', 'local', '-e', 'ansible_python_interpreter=%s' % sys.executable,
-         '-e', 'base=%s' % tmp_path, 'play.yml'],
+         '-e', 'base=%s' % tmp_path] + list(extra) + ['play.yml'],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
 
 
@@ -98,7 +98,8 @@ def test_model_store_current_from_run_preflight_and_rollback(tmp_path):
     assert os.readlink(tmp_path / 'store' / 'hot' / 'models' / 'DeepSeek-V3' / 'current').endswith('v1')
 
 
-STAGE = '''
+# One play on a store in the test's directory; the tasks follow.
+STORE_PLAY = '''
 - hosts: localhost
   gather_facts: true
   vars:
@@ -111,6 +112,9 @@ STAGE = '''
     model_store_owner: "{{ ansible_facts.user_id }}"
     model_store_group_owner: "{{ ansible_facts.user_gid }}"
   tasks:
+'''
+
+STAGE = STORE_PLAY + '''\
     - {ansible.builtin.include_role: {name: onprem.deepseek.model_store}, vars: {model_store_version: v1}}
     - {ansible.builtin.include_role: {name: onprem.deepseek.model_store, tasks_from: stage.yml}, vars: {model_store_version: v2}}
     - {ansible.builtin.set_fact: {staged: "{{ model_store_staged }}"}}
@@ -134,3 +138,36 @@ def test_stage_entry_point_fetches_beside_the_live_version_without_switching(tmp
     assert out['current']['version'] == 'v1'
     assert os.readlink(model / 'current').endswith('v1')
     assert sorted(os.listdir(model / 'versions')) == ['v1', 'v2']
+
+
+RELEASED = STORE_PLAY + '''\
+    - {ansible.builtin.include_role: {name: onprem.deepseek.model_store}, vars: {model_store_version: v1}}
+    # What the inference role's release.yml does.
+    - {ansible.builtin.include_role: {name: onprem.deepseek.model_store}, vars: {model_store_version: v2, model_store_release: true}}
+    - {ansible.builtin.include_role: {name: onprem.deepseek.model_store}, vars: {model_store_version: "{{ inventory_version }}"}}
+'''
+
+
+def test_a_run_naming_the_version_a_release_replaced_is_refused_in_the_preflight_unless_asked(tmp_path):
+    src = tmp_path / 'src'
+    publish(src, 'v1')
+    publish(src, 'v2')
+    model = tmp_path / 'store' / 'hot' / 'models' / 'DeepSeek-V3'
+
+    def run(*extra):
+        return play(tmp_path, RELEASED, '-e', 'inventory_version=v1', *extra)
+
+    result = run()
+    assert result.returncode == 2
+    words = ' '.join((result.stdout + result.stderr).split())
+    assert ('model_store_version: localhost serves DeepSeek-V3 v2, which playbooks/model_release.yml made current, '
+            'and this run names v1. Set model_store_version: v2 to keep it, or model_store_replace_release: true '
+            'to switch back to v1. Nothing was changed.') in words
+    assert 'Check the run does not switch back from a released version unasked' in result.stdout
+    assert os.readlink(model / 'current') == 'versions/v2'
+    assert json.loads((model / '.release.json').read_text()) == {'inventory': 'v1', 'release': 'v2'}
+
+    result = run('-e', 'model_store_replace_release=true')
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert os.readlink(model / 'current') == 'versions/v1'
+    assert json.loads((model / '.release.json').read_text()) == {'inventory': 'v1', 'release': None}

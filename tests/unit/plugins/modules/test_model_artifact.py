@@ -112,3 +112,107 @@ def test_workers_reach_the_staging(dirs, capsys):
     assert res["failed"] is True and res["msg"] == "workers must be 1 or more (omit it for one per CPU)"
     res = call(capsys, args(dirs, workers=2))
     assert res["changed"] is True and res["fetched"] == ["config.json", "model.safetensors"]
+
+
+# -- a release's switch, and a later run from an inventory that still names the older version ------
+
+def record(hot):
+    path = hot / "DeepSeek-V3" / ".release.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def test_a_release_is_recorded_and_a_run_naming_the_older_version_is_refused_changing_nothing(dirs, capsys):
+    src, hot = dirs
+    for version in ("v1", "v2"):
+        publish(src, version)
+    res = call(capsys, args(dirs, version="v1"))
+    assert res["changed"] is True and res["release_record"] == {"inventory": "v1", "release": None}
+    assert record(hot) == {"inventory": "v1", "release": None}
+    res = call(capsys, args(dirs, version="v2", released=True))
+    assert res["changed"] is True and record(hot) == {"inventory": "v1", "release": "v2"}
+    history = (hot / "DeepSeek-V3" / ".history.json").read_text()
+    # The inventory still names v1: refused, in check mode too, before anything is read or switched.
+    for check in (False, True):
+        res = call(capsys, dict(args(dirs, version="v1"), _ansible_check_mode=check))
+        assert res["failed"] is True, res
+        assert "version v2 is current because a release made it so" in res["msg"]
+        assert "the inventory's version was v1" in res["msg"] and "this run names v1" in res["msg"]
+        assert "replace_release (model_store_replace_release)" in res["msg"]
+    assert os.readlink(str(hot / "DeepSeek-V3" / "current")) == "versions/v2"
+    assert (hot / "DeepSeek-V3" / ".history.json").read_text() == history
+    assert record(hot) == {"inventory": "v1", "release": "v2"}
+    # A release again of what is current changes nothing.
+    res = call(capsys, args(dirs, version="v2", released=True))
+    assert res["changed"] is False
+    # The inventory catches up: no switch, and the version is the inventory's now (one change, then none).
+    res = call(capsys, args(dirs, version="v2"))
+    assert res["changed"] is True and "diff" not in res and record(hot) == {"inventory": "v2", "release": None}
+    assert call(capsys, args(dirs, version="v2"))["changed"] is False
+    # Then an ordinary upgrade from the inventory is not a switch back.
+    publish(src, "v3")
+    res = call(capsys, args(dirs, version="v3"))
+    assert res["changed"] is True and record(hot) == {"inventory": "v3", "release": None}
+
+
+def test_replace_release_switches_back_on_purpose(dirs, capsys):
+    src, hot = dirs
+    for version in ("v1", "v2"):
+        publish(src, version)
+    call(capsys, args(dirs, version="v1"))
+    call(capsys, args(dirs, version="v2", released=True))
+    res = call(capsys, args(dirs, version="v1", replace_release=True))
+    assert res["changed"] is True and os.readlink(str(hot / "DeepSeek-V3" / "current")) == "versions/v1"
+    assert record(hot) == {"inventory": "v1", "release": None}
+
+
+def test_a_failed_release_put_back_leaves_no_release_and_a_store_without_a_record_takes_its_current(dirs, capsys):
+    src, hot = dirs
+    for version in ("v1", "v2"):
+        publish(src, version)
+    call(capsys, args(dirs, version="v1"))
+    (hot / "DeepSeek-V3" / ".release.json").unlink()  # a store from before the record
+    call(capsys, args(dirs, version="v2", released=True))
+    assert record(hot) == {"inventory": "v1", "release": "v2"}
+    res = call(capsys, {"name": "DeepSeek-V3", "dest": str(hot), "state": "rollback", "released": True})
+    assert res["changed"] is True and res["version"] == "v1"
+    assert record(hot) == {"inventory": "v1", "release": None}
+    # Nothing is guarded then: the inventory may name another version.
+    res = call(capsys, args(dirs, version="v2"))
+    assert res["changed"] is True and record(hot) == {"inventory": "v2", "release": None}
+
+
+@pytest.mark.parametrize("text", ["not json", '{"inventory": "v1"}', '{"inventory": 1, "release": null}',
+                                  '{"inventory": "", "release": null}', "[]"])
+def test_a_damaged_record_fails_naming_the_file(dirs, capsys, text):
+    src, hot = dirs
+    publish(src, "v1")
+    call(capsys, args(dirs, version="v1"))
+    (hot / "DeepSeek-V3" / ".release.json").write_text(text)
+    res = call(capsys, args(dirs, version="v1"))
+    assert res["failed"] is True
+    assert res["msg"].startswith("%s/DeepSeek-V3/.release.json is damaged" % hot)
+
+
+@pytest.mark.parametrize("record, current, wanted, replace, guarded", [
+    ({"inventory": "v1", "release": "v2"}, "v2", "v1", False, "v2"),
+    ({"inventory": "v1", "release": "v2"}, "v2", "v3", False, "v2"),
+    ({"inventory": "v1", "release": "v2"}, "v2", "v1", True, None),
+    ({"inventory": "v1", "release": "v2"}, "v2", "v2", False, None),
+    # current is no longer the released version (switched by hand since)
+    ({"inventory": "v1", "release": "v2"}, "v1", "v3", False, None),
+    ({"inventory": "v1", "release": None}, "v1", "v3", False, None),
+    ({"inventory": None, "release": None}, None, "v1", False, None),
+])
+def test_the_guard_holds_only_a_released_current_version_against_another(record, current, wanted, replace, guarded):
+    from ansible_collections.onprem.deepseek.plugins.module_utils._artifact import release_guard
+    from ansible_collections.onprem.deepseek.plugins.filter.model_store_release_guard import model_store_release_guard
+    assert release_guard(record, current, wanted, replace) == guarded
+    assert model_store_release_guard(json.dumps(record), current, wanted, replace) == guarded
+
+
+def test_the_filter_takes_no_record_as_nothing_guarded_and_names_a_damaged_one():
+    from ansible.errors import AnsibleFilterError
+    from ansible_collections.onprem.deepseek.plugins.filter.model_store_release_guard import model_store_release_guard
+    assert model_store_release_guard("", "v2", "v1") is None
+    with pytest.raises(AnsibleFilterError, match="model_store_release_guard: /srv/x/.release.json is damaged"):
+        model_store_release_guard("{", "v2", "v1", False, "/srv/x/.release.json")
