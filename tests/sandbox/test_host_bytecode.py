@@ -65,6 +65,8 @@ def test_the_image_gets_the_module_its_pth_and_a_root_only_cache(tmp_path):
     site = site_dir(tmp_path)
     assert (site / "onprem_sandbox_bytecode.py").read_bytes() == (HOST_FILES / "onprem_sandbox_bytecode.py").read_bytes()
     assert (site / "onprem_sandbox_bytecode.pth").read_text() == "import onprem_sandbox_bytecode\n"
+    # The directory the host file uses, made where the image will have it.
+    assert rootfs.bytecode_cache_dir() == "/var/cache/onprem-sandbox-bytecode"
     cache = tmp_path / "image/var/cache/onprem-sandbox-bytecode"
     assert stat.S_IMODE(cache.stat().st_mode) == 0o700
 

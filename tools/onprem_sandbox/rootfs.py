@@ -1,6 +1,7 @@
 """The Debian 12 host image: built once with debootstrap, cached by what goes into it."""
 from __future__ import annotations
 
+import ast
 import glob
 import os
 import re
@@ -116,9 +117,18 @@ def install_bytecode_cache(work):
     shutil.copyfile(HOST_FILES_DIR / f"{BYTECODE_MODULE}.py", site / f"{BYTECODE_MODULE}.py")
     # site.py runs a .pth file's "import" lines at every interpreter start.
     (site / f"{BYTECODE_MODULE}.pth").write_text(f"import {BYTECODE_MODULE}\n")
-    cache = Path(work, "var/cache/onprem-sandbox-bytecode")
+    cache = Path(work, bytecode_cache_dir().lstrip("/"))
     cache.mkdir(parents=True, exist_ok=True)
     cache.chmod(0o700)
+
+
+def bytecode_cache_dir():
+    """CACHE_DIR of the host file, read without importing it (an import would patch this process)."""
+    tree = ast.parse((HOST_FILES_DIR / f"{BYTECODE_MODULE}.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["CACHE_DIR"]:
+            return ast.literal_eval(node.value)
+    raise LookupError(f"{BYTECODE_MODULE}.py sets no CACHE_DIR")
 
 
 def _version_key(path):
