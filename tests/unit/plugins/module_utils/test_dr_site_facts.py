@@ -40,11 +40,11 @@ def test_samples_are_read_with_labels_escapes_and_timestamps_and_comments_are_sk
 
 
 @pytest.mark.parametrize("text, message", [
-    ("x 1\nnot a sample\n", "line 2 is not a sample"),
-    ('x{a=1} 2\n', "line 1: malformed labels"),
-    ('x{a="1" b="2"} 2\n', "line 1: malformed labels"),
-    ("x one\n", "line 1: 'one' is not a number"),
-    (None, "metrics: must be text"),
+    ("x 1\nnot a sample\n", "^line 2 is not a sample"),
+    ('x{a=1} 2\n', "^line 1: malformed labels"),
+    ('x{a="1" b="2"} 2\n', "^line 1: malformed labels"),
+    ("x one\n", "^line 1: 'one' is not a number"),
+    (None, "^metrics: must be text"),
 ])
 def test_a_damaged_exposition_is_an_error_naming_the_line(text, message):
     with pytest.raises(SiteFactsError, match=message):
@@ -81,8 +81,8 @@ def test_no_file_a_damaged_one_a_failed_or_partial_check_is_not_healthy(text):
 
 def test_the_lag_received_from_each_site_is_the_largest_of_its_hosts():
     text = ('# TYPE onprem_deepseek_dr_replication_lag_seconds gauge\n'
-            'onprem_deepseek_dr_replication_lag_seconds{from_site="site_a",from_host="a1"} 0.020000\n'
             'onprem_deepseek_dr_replication_lag_seconds{from_host="a2",from_site="site_a"} 0.5\n'
+            'onprem_deepseek_dr_replication_lag_seconds{from_site="site_a",from_host="a1"} 0.020000\n'
             'onprem_deepseek_dr_replication_lag_seconds{from_site="site_c",from_host="c1"} 1e-3\n'
             'onprem_deepseek_dr_replication_lag_seconds{from_site="site_c",from_host="c2"} NaN\n'
             'onprem_deepseek_dr_replication_lag_seconds{from_host="x"} 9\n'
@@ -116,11 +116,13 @@ def test_the_version_is_the_store_directory_the_engine_loaded(root, version):
 
 def test_models_name_every_version_their_answering_engines_serve():
     probes = [
+        # Failed with an answer's fields still there (ignore_errors): not served.
+        {"server": "a:0", "failed": True, "model": "deepseek-r1", "models": ["deepseek-old"]},
         {"server": "a:1", "model": "deepseek-r1", "models": ["deepseek-r1", "deepseek-coder"],
          "model_roots": {"deepseek-r1": STORE + "/v2", "deepseek-coder": "/opt/coder"}},
         {"server": "a:2", "model": "deepseek-r1", "models": ["deepseek-r1"], "model_roots": {"deepseek-r1": STORE + "/v1"}},
         {"server": "a:3", "model": "deepseek-r1", "models": ["deepseek-r1"], "model_roots": {"deepseek-r1": STORE + "/v2"}},
-        {"server": "a:4", "model": "deepseek-lite", "models": ["deepseek-lite"]},
+        {"server": "a:4", "model": "deepseek-lite", "models": ["deepseek-lite", 7, ""]},
         # failed_when: false leaves failed false: a probe that got no answer has only its message.
         {"server": "a:6", "failed": False, "failed_when_result": False, "msg": "HTTP 401", "models": ["deepseek-x"]},
         {"server": "a:5", "failed": True, "models": ["deepseek-r1"], "model_roots": {"deepseek-r1": STORE + "/v9"}},
@@ -149,7 +151,7 @@ def test_a_revocation_changes_the_revocations_hash():
 
 def test_no_policy_is_unknown_and_a_malformed_one_is_an_error():
     assert policy_hashes(None) == (None, None)
-    with pytest.raises(SiteFactsError, match="policy: must be the gateway's compiled policy"):
+    with pytest.raises(SiteFactsError, match="^policy: must be the gateway's compiled policy"):
         policy_hashes({"keys": []})
 
 
@@ -205,14 +207,14 @@ def test_a_gateway_without_its_files_reports_them_unknown():
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"site": ""}, "site: must be the gateway's site name"),
-    ({"server_name": None}, "server_name: must be the entry point's name"),
-    ({"now": "1001"}, "now: must be the gateway's clock"),
-    ({"now": True}, "now: must be the gateway's clock"),
-    ({"probes": {}}, "probes: must be the list of engine probe results"),
-    ({"probes": [{"models": []}]}, "probes: each result needs its engine's server"),
-    ({"probes": [{"item": "10.0.1.21:8000"}]}, "probes: each result needs its engine's server"),
-    ({"probes": ["10.0.1.21:8000"]}, "probes: each result needs its engine's server"),
+    ({"site": ""}, "^site: must be the gateway's site name"),
+    ({"server_name": None}, "^server_name: must be the entry point's name"),
+    ({"now": "1001"}, "^now: must be the gateway's clock"),
+    ({"now": True}, "^now: must be the gateway's clock"),
+    ({"probes": {}}, "^probes: must be the list of engine probe results"),
+    ({"probes": [{"models": []}]}, "^probes: each result needs its engine's server"),
+    ({"probes": [{"item": "10.0.1.21:8000"}]}, "^probes: each result needs its engine's server"),
+    ({"probes": ["10.0.1.21:8000"]}, "^probes: each result needs its engine's server"),
 ])
 def test_bad_reads_fail_naming_the_argument(changes, message):
     with pytest.raises(SiteFactsError, match=message):
@@ -263,10 +265,10 @@ def test_a_site_whose_gateways_disagree_says_so_and_a_site_without_a_view_is_dow
 
 
 @pytest.mark.parametrize("views, sites, message", [
-    ([], ["site_a"], "views: must map hosts to their views"),
-    ({"a1": {"site": "site_a"}}, ["site_a"], "views.a1: not a gateway's view"),
-    ({}, "site_a", "sites: must be a list of site names"),
-    ({}, ["site_a", ""], "sites: must be a list of site names"),
+    ([], ["site_a"], "^views: must map hosts to their views"),
+    ({"a1": {"site": "site_a"}}, ["site_a"], "^views.a1: not a gateway's view"),
+    ({}, "site_a", "^sites: must be a list of site names"),
+    ({}, ["site_a", ""], "^sites: must be a list of site names"),
 ])
 def test_bad_views_fail_naming_the_argument(views, sites, message):
     with pytest.raises(SiteFactsError, match=message):

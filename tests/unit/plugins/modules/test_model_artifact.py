@@ -207,6 +207,8 @@ def test_the_guard_holds_only_a_released_current_version_against_another(record,
     from ansible_collections.onprem.deepseek.plugins.module_utils._artifact import release_guard
     from ansible_collections.onprem.deepseek.plugins.filter.model_store_release_guard import model_store_release_guard
     assert release_guard(record, current, wanted, replace) == guarded
+    if not replace:
+        assert release_guard(record, current, wanted) == guarded
     assert model_store_release_guard(json.dumps(record), current, wanted, replace) == guarded
 
 
