@@ -123,6 +123,13 @@ def ensure_present(params, check_mode=False, opener=None):
     if workers is not None and workers < 1:
         raise ArtifactError("workers must be 1 or more (omit it for one per CPU)")
 
+    # Before the source is read: a refused run fetches nothing.
+    previous = store.current_version()
+    released = bool(params.get("released"))
+    record = store.release_record() if activate else None
+    if activate and not released and release_guard(record, previous, version, params.get("replace_release")):
+        _refuse_release(store, record, previous, version)
+
     source = build_source(params["source"], name, version, request_kwargs(params), opener=opener)
     fmt, raw = source.read_manifest()
     if params.get("manifest_sha256"):
@@ -133,11 +140,6 @@ def ensure_present(params, check_mode=False, opener=None):
                 source.describe(MANIFEST_JSON if fmt == "json" else MANIFEST_SUMS), have, want))
     manifest = parse_manifest(fmt, raw, name, version)
 
-    previous = store.current_version()
-    released = bool(params.get("released"))
-    record = store.release_record() if activate else None
-    if activate and not released and release_guard(record, previous, version, params.get("replace_release")):
-        _refuse_release(store, record, previous, version)
     result = _base_result(store, version, previous)
     present = version in store.versions()
     need_stage = True
