@@ -25,6 +25,7 @@ from ansible_collections.onprem.deepseek.plugins.module_utils._artifact_manifest
 )
 from ansible_collections.onprem.deepseek.plugins.module_utils._artifact_source import build_source, request_kwargs
 from ansible_collections.onprem.deepseek.plugins.module_utils._artifact_store import (
+    RELEASE_RECORD,
     ModelStore,
     check_free_space,
     install_staged,
@@ -76,7 +77,8 @@ def _refuse_release(store, record, current, wanted):
     raise ArtifactError(
         "%s: version %s is current because a release made it so (%s; the inventory's version was %s), and this run "
         "names %s: name %s to keep it, or set replace_release (model_store_replace_release) to switch back"
-        % (store.root, current, store.root + "/.release.json", record.get("inventory") or "not recorded", wanted, current))
+        % (store.root, current, os.path.join(store.root, RELEASE_RECORD), record.get("inventory") or "not recorded",
+           wanted, current))
 
 
 def _base_result(store, version, previous):

@@ -196,16 +196,16 @@ class Prober:
             self.sleep(self.p["health_interval"])
             waited += 1
 
-    def models(self):
+    def model_entries(self):
+        """The entries of GET /v1/models (dicts)."""
         answer = self._json("GET", "/v1/models")
         data = answer.get("data") if isinstance(answer, dict) else None
         if not isinstance(data, list):
             raise ProbeError("GET /v1/models: no 'data' list in the answer")
-        names = [m.get("id") for m in data if isinstance(m, dict)]
-        # The directory each model was loaded from, where the engine says (vLLM and SGLang do).
-        self.roots = dict((m["id"], m["root"]) for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)
-                          and isinstance(m.get("root"), str) and m["root"])
-        return names
+        return [m for m in data if isinstance(m, dict)]
+
+    def models(self):
+        return [m.get("id") for m in self.model_entries()]
 
     def _request_body(self, model, stream):
         body = {
@@ -270,9 +270,12 @@ class Prober:
         result = {"url": self.base}
         if self.p["health_timeout"] > 0:
             result["health_retries"] = self.wait_health()
-        names = self.models()
+        entries = self.model_entries()
+        names = [m.get("id") for m in entries]
         result["models"] = names
-        result["model_roots"] = self.roots
+        # The directory each model was loaded from, where the engine says (vLLM and SGLang do).
+        result["model_roots"] = dict((m["id"], m["root"]) for m in entries if isinstance(m.get("id"), str)
+                                     and isinstance(m.get("root"), str) and m["root"])
         model = self.p.get("model")
         if model:
             if model not in names:

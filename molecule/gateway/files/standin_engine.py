@@ -12,9 +12,9 @@ With MODEL_DIR (a model store's current link), /v1/models gives each model the "
 engine gives, the directory it serves: here that link's target, read on each request (a real
 engine reads it once, at start; the scenario restarts the stand-ins when the store switches).
 """
-import os
 import hmac
 import json
+import os
 import sys
 import threading
 import time
