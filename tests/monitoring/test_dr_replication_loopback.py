@@ -243,14 +243,15 @@ def test_records_replicate_survive_an_outage_and_give_the_rpo(sites):
     bodies = [line.split(" ", 3)[3] for line in b.replica("gw-a").splitlines() if " onprem-deepseek-audit " in line]
     assert bodies == chain.lines
     # Heartbeats both ways; the lag on loopback is a few milliseconds, well under one interval.
-    wait_for(lambda: b.metric("onprem_deepseek_dr_replication_last_seq", "gw-a") == 7
-             and a.metric("onprem_deepseek_dr_replication_lag_seconds", "gw-b") is not None, 10, "lag metrics")
+    # The lag series is there before anything arrives (it then counts the wait), so the heartbeat
+    # from gw-b is waited for in gw-a's replica itself.
+    wait_for(lambda: b.metric("onprem_deepseek_dr_replication_last_seq", "gw-a") == 7, 10, "gw-a's last seq at gw-b")
+    wait_for(lambda: "onprem-deepseek-heartbeat" in a.replica("gw-b"), 10, "gw-b's heartbeat at gw-a")
     # A busy machine can hold one heartbeat back: the lag must come under one interval, not be there
     # at the first read.
     wait_for(lambda: 0 <= b.metric("onprem_deepseek_dr_replication_lag_seconds", "gw-a") < INTERVAL, 10,
              "the lag under one interval")
     assert abs(b.metric("onprem_deepseek_dr_replication_last_record_timestamp_seconds", "gw-a") - time.time()) < 30
-    assert "onprem-deepseek-heartbeat" in a.replica("gw-b")
 
     # gw-b's rsyslog stops: its agent sees the lag grow, gw-a queues what it writes meanwhile.
     b.stop()
