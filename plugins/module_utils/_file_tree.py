@@ -25,12 +25,12 @@ def source_tree(root):
         raise FileTreeError('%s is not a directory' % root)
     tree = {}
     for base, dirs, files in os.walk(root):
-        for name in dirs + files:
+        for name, is_dir in [(d, True) for d in dirs] + [(f, False) for f in files]:
             path = os.path.join(base, name)
-            rel = os.path.relpath(path, root)
             if os.path.islink(path):
                 raise FileTreeError('%s is a link; the tree must hold files and directories only' % path)
-            if name in dirs:
+            rel = os.path.relpath(path, root)
+            if is_dir:
                 tree[rel] = None
             else:
                 with open(path, 'rb') as handle:
