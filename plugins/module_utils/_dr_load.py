@@ -6,7 +6,9 @@
 
 Each request opens a new connection (as clients that reconnect do), one in ``stream_every`` is
 streamed, ``workers`` threads send until the stop file exists, ``duration_s`` passed or
-``max_requests`` were sent. Each request is recorded as the ``dr_report`` filter reads it (start,
+``max_requests`` were sent; with ``interval_s`` each thread starts a request at most that often
+(an open loop: a busy machine does not turn the load into a closed loop that takes what CPU it
+finds). Each request is recorded as the ``dr_report`` filter reads it (start,
 end, ok, site, streamed: the site is the answering gateway's ``X-Deepseek-Site`` header) plus the
 engine that answered (the ``engine_header``, when the engines name themselves) and, for a
 failure, why. ``watch`` (an argv run every ``watch_interval_s``) records each change of its output
@@ -39,7 +41,8 @@ def check_params(params):
         value = params.get(name)
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise DrLoadError("%s: must be an integer from %d to %d, not %r" % (name, low, high, value))
-    for name, low, high in (("duration_s", 0.1, 3600.0), ("timeout_s", 0.1, 600.0), ("watch_interval_s", 0.01, 60.0)):
+    for name, low, high in (("duration_s", 0.1, 3600.0), ("timeout_s", 0.1, 600.0), ("watch_interval_s", 0.01, 60.0),
+                            ("interval_s", 0.0, 60.0)):
         value = params.get(name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
             raise DrLoadError("%s: must be a number from %s to %s, not %r" % (name, low, high, value))
@@ -118,9 +121,10 @@ def summarize(samples, failures, watched):
     }
 
 
-def run_load(params, request=one_request, watch=watch_output, monotonic=time.monotonic, clock=time.time):
+def run_load(params, request=one_request, watch=watch_output, monotonic=time.monotonic, clock=time.time,
+             sleep=time.sleep):
     """Send the load and return summarize()'s result."""
-    params = check_params(dict(params))
+    params = check_params(dict({"interval_s": 0.0}, **params))
     context = ssl.create_default_context(cafile=params.get("ca_path") or None)
     samples, failures, watched, lock = [], [], [], threading.Lock()
     sent = [0]  # requests begun: a slot is taken before the request, so max_requests is exact
@@ -130,6 +134,15 @@ def run_load(params, request=one_request, watch=watch_output, monotonic=time.mon
     def done():
         return (stop_file and os.path.exists(stop_file)) or monotonic() > deadline
 
+    def pause(seconds):
+        # In slices, so that the stop file ends a long interval early.
+        end = monotonic() + seconds
+        while not done():
+            left = end - monotonic()
+            if left <= 0:
+                return
+            sleep(min(left, 0.25))
+
     def worker():
         while not done():
             with lock:
@@ -138,14 +151,16 @@ def run_load(params, request=one_request, watch=watch_output, monotonic=time.mon
                 number = sent[0]
                 sent[0] += 1
             every = params["stream_every"]
+            began = monotonic()
             sample, why = request(params, context, bool(every) and number % every == 0)
             with lock:
                 samples.append(sample)
                 if why:
                     failures.append({"start": sample["start"], "why": why})
-            if not sample["ok"]:
-                # A refused connection fails at once: do not spin on it.
-                time.sleep(0.05)
+            # A refused connection fails at once: do not spin on it.
+            wait = max(params["interval_s"] - (monotonic() - began), 0.0 if sample["ok"] else 0.05)
+            if wait > 0:
+                pause(wait)
 
     workers_done = threading.Event()
 

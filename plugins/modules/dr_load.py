@@ -17,6 +17,8 @@ description:
   - Records each request as the C(onprem.deepseek.dr_report) filter reads it (C(start), C(end), C(ok), C(site) - the
     answering gateway's C(X-Deepseek-Site) header, C(streamed)), plus C(engine) with O(engine_header), and each
     failure's reason.
+  - With O(interval_s), each client starts a request at most once in that many seconds, so the load stays the
+    same on a busy controller instead of taking whatever CPU it finds.
   - O(watch) runs a command every O(watch_interval_s) and records each change of its output with the time, for
     example the routers' route to the global entry point.
   - Run it on the controller, usually with C(async), while a drill fails a site. It reports no change.
@@ -59,6 +61,12 @@ options:
     description: The longest the load runs, in seconds.
     type: float
     default: 60.0
+  interval_s:
+    description:
+      - Seconds from the start of one request to the start of the next, per client (0 to 60). V(0) sends the next at once.
+      - A failed request waits at least 0.05 seconds before the next either way.
+    type: float
+    default: 0.0
   max_requests:
     description: The most requests sent.
     type: int
@@ -155,6 +163,7 @@ def main():
             engine_header=dict(type="str"),
             watch=dict(type="list", elements="str"),
             watch_interval_s=dict(type="float", default=0.05),
+            interval_s=dict(type="float", default=0.0),
         ),
         supports_check_mode=False,
     )

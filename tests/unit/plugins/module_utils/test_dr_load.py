@@ -17,7 +17,7 @@ from ansible_collections.onprem.deepseek.plugins.module_utils._dr_load import (
 
 BASE = {"url": "https://entry.example/v1/chat/completions", "api_key": "dsk_a_b", "model": "deepseek-r1",
         "workers": 3, "stream_every": 4, "max_requests": 100, "duration_s": 1.0, "timeout_s": 2.0,
-        "watch_interval_s": 0.05}
+        "watch_interval_s": 0.05, "interval_s": 0.0}
 
 
 def params(**changes):
@@ -29,7 +29,7 @@ def params(**changes):
 @pytest.mark.parametrize("name, value", [
     ("workers", 1), ("workers", 64), ("stream_every", 0), ("stream_every", 1000), ("max_requests", 1),
     ("max_requests", 1000000), ("duration_s", 0.1), ("duration_s", 3600), ("timeout_s", 0.1), ("timeout_s", 600.0),
-    ("watch_interval_s", 0.01), ("watch_interval_s", 60),
+    ("watch_interval_s", 0.01), ("watch_interval_s", 60), ("interval_s", 0.0), ("interval_s", 60),
 ])
 def test_check_params_accepts_each_bound(name, value):
     assert check_params(params(**{name: value}))[name] == value
@@ -50,6 +50,9 @@ def test_check_params_accepts_each_bound(name, value):
     ("timeout_s", 601, "timeout_s: must be a number from 0.1 to 600.0, not 601"),
     ("watch_interval_s", 0.001, "watch_interval_s: must be a number from 0.01 to 60.0, not 0.001"),
     ("watch_interval_s", 61, "watch_interval_s: must be a number from 0.01 to 60.0, not 61"),
+    ("interval_s", -0.01, "interval_s: must be a number from 0.0 to 60.0, not -0.01"),
+    ("interval_s", 60.5, "interval_s: must be a number from 0.0 to 60.0, not 60.5"),
+    ("interval_s", True, "interval_s: must be a number from 0.0 to 60.0, not True"),
     ("url", "ftp://x/v1", "url: 'ftp://x/v1' is not an http or https URL"),
     ("url", "https:///v1", "url: 'https:///v1' is not an http or https URL"),
     ("url", None, "url: None is not an http or https URL"),
@@ -159,6 +162,81 @@ def test_run_load_streams_none_with_stream_every_zero_and_records_watch_changes(
     assert calls == [False] * 5
     assert result["failed_requests"] == 1 and result["failures"] == [{"start": 2.0, "why": "status 502"}]
     assert [w["output"] for w in result["watched"]][:2] == ["r1", "r2"]
+
+
+class FakeTime:
+    """A clock that moves only when the load sleeps or a request takes time."""
+
+    def __init__(self):
+        self.now, self.slept = 100.0, []
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.slept.append(round(seconds, 6))
+        self.now += seconds
+
+
+def paced_run(interval_s, takes_s, ok=True, workers=1, max_requests=3, stop_after=None):
+    fake, starts = FakeTime(), []
+
+    def request(p, context, streamed):
+        starts.append(fake.now)
+        fake.now += takes_s
+        return {"start": fake.now, "end": fake.now, "ok": ok, "site": "a", "streamed": streamed}, \
+            None if ok else "ConnectionRefusedError"
+
+    given = params(workers=workers, max_requests=max_requests, duration_s=30.0, stop_file=stop_after)
+    if interval_s is None:
+        del given["interval_s"]
+    else:
+        given["interval_s"] = interval_s
+    result = run_load(given,
+                      request=request, monotonic=fake.monotonic, sleep=fake.sleep)
+    return result, starts, fake
+
+
+@pytest.mark.parametrize("interval_s", [None, 0.0])
+def test_without_an_interval_each_request_follows_at_once(interval_s):
+    result, starts, fake = paced_run(interval_s, 0.03)
+    assert result["requests"] == 3 and fake.slept == []
+    assert [round(b - a, 6) for a, b in zip(starts, starts[1:])] == [0.03, 0.03]
+
+
+def test_an_interval_spaces_the_starts_and_sleeps_in_slices():
+    result, starts, fake = paced_run(0.4, 0.03)
+    assert result["requests"] == 3
+    assert [round(b - a, 6) for a, b in zip(starts, starts[1:])] == [0.4, 0.4]
+    # 0.37 s left after each request: one slice of 0.25 s, then the rest.
+    assert fake.slept[:2] == [0.25, 0.12]
+
+
+def test_a_request_as_long_as_the_interval_or_longer_waits_no_more():
+    for takes_s in (0.4, 0.5):
+        result, starts, fake = paced_run(0.4, takes_s)
+        assert result["requests"] == 3 and fake.slept == []
+
+
+def test_a_failed_request_waits_the_interval_or_at_least_50_ms():
+    result, starts, fake = paced_run(0.0, 0.01, ok=False)
+    assert result["failed_requests"] == 3 and fake.slept == [0.05, 0.05, 0.05]
+    result, starts, fake = paced_run(0.4, 0.01, ok=False)
+    assert [round(b - a, 6) for a, b in zip(starts, starts[1:])] == [0.4, 0.4]
+
+
+def test_the_stop_file_ends_a_long_interval(tmp_path):
+    stop = tmp_path / "stop"
+    fake, starts = FakeTime(), []
+
+    def request(p, context, streamed):
+        starts.append(fake.now)
+        stop.write_text("")
+        return {"start": fake.now, "end": fake.now, "ok": True, "site": "a", "streamed": streamed}, None
+
+    result = run_load(params(workers=1, max_requests=5, duration_s=3000.0, interval_s=60.0, stop_file=str(stop)),
+                      request=request, monotonic=fake.monotonic, sleep=fake.sleep)
+    assert result["requests"] == 1 and fake.slept == []
 
 
 def test_summarize_sorts_and_counts():
