@@ -18,6 +18,18 @@ def sandbox(*args, check=True):
     return run([ROOT / "tools/sandbox", "-i", INVENTORY, *args], check=check, timeout=900)
 
 
+def root_source(pid):
+    """The directory mounted as the process's / (its mountinfo's root field), or ''."""
+    try:
+        for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines():
+            fields = line.split()
+            if fields[4] == "/":
+                return fields[3]
+    except (OSError, IndexError):
+        pass
+    return ""
+
+
 def footprint():
     """Everything of this sandbox visible on the machine: namespaces, links, routes,
     processes, mounts."""
@@ -38,6 +50,9 @@ def footprint():
             continue
         if f"--machine={NAME}-" in cmdline or str(STATE_ROOT / NAME) in cmdline:
             found.add(f"process {pid} {cmdline[:80]}")
+        # A container's processes, whatever their command line: their root is a host's rootfs.
+        elif str(STATE_ROOT / NAME) in root_source(pid):
+            found.add(f"container process {pid} {cmdline[:80]}")
     mounts = Path("/proc/mounts").read_text()
     found |= {f"mount {line}" for line in mounts.splitlines() if str(STATE_ROOT / NAME) in line}
     return found

@@ -3,6 +3,7 @@ systemd as PID 1, inside the host's own network namespace."""
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import signal
 import socket
@@ -109,6 +110,22 @@ def log_tails(paths, lines=15):
     return text
 
 
-def shutdown(pids):
-    # nspawn turns SIGTERM into an orderly shutdown of the container's systemd.
-    run.stop(pids, signal.SIGTERM, timeout=45)
+def children(pid):
+    """The processes whose parent is pid (nspawn's is the container's init)."""
+    found = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                found += [int(child) for child in f.read().split()]
+    except OSError:
+        pass
+    return found
+
+
+def shutdown(pids, timeout=45):
+    # nspawn turns SIGTERM into an orderly shutdown of the container's systemd. A container that
+    # does not stop in time (one still booting can ignore it) has nspawn killed, and its init
+    # would live on with the whole container: killing the init ends its PID namespace.
+    inits = [child for pid in pids if run.alive(pid) for child in children(pid)]
+    run.stop(pids, signal.SIGTERM, timeout=timeout)
+    run.stop(inits, signal.SIGKILL, timeout=5)
