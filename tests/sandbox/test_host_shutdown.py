@@ -6,7 +6,8 @@ import time
 
 from onprem_sandbox import hosts, run
 
-STAND_IN = 'trap "" TERM; setsid sh -c \'trap "" TERM; sleep 60 & wait\' & sleep 60 & wait'
+# The init stand-in execs its sleep, so that killing it leaves nothing behind.
+STAND_IN = 'trap "" TERM; setsid sh -c \'trap "" TERM; exec sleep 60\' & sleep 60 & wait'
 
 
 def _wait_for_children(pid, count):
@@ -21,6 +22,7 @@ def _wait_for_children(pid, count):
 
 def test_children_are_the_direct_children_only():
     proc = subprocess.Popen(["sh", "-c", STAND_IN])
+    found = []
     try:
         found = _wait_for_children(proc.pid, 2)
         assert len(found) == 2 and proc.pid not in found
@@ -28,6 +30,7 @@ def test_children_are_the_direct_children_only():
         assert not set(grandchildren) & set(found)
     finally:
         run.stop([proc.pid], timeout=0.1)
+        run.stop(found, timeout=0.1)
 
 
 def test_children_of_a_process_that_is_gone_are_none():
