@@ -38,7 +38,8 @@ def test_artifact_holds_the_collection_and_leaves_development_files_out(installe
         assert wanted in names, wanted
     # Development tooling and everything of the sandbox stay out.
     for unwanted in ("molecule/", "tools/", ".ci/", ".venv/", "dev", "inventories/", "docs/sandbox",
-                     "tests/integration/", "tests/sandbox/", "tests/sandbox_model/", "tests/fixtures/nvidia_repo/"):
+                     "tests/integration/", "tests/sandbox/", "tests/sandbox_model/", "tests/tooling/",
+                     "tests/fixtures/nvidia_repo/"):
         assert not any(n == unwanted.rstrip("/") or n.startswith(unwanted) for n in names), unwanted
     assert not any("sandbox" in n for n in names if n.startswith(("roles/", "playbooks/", "meta/"))), \
         [n for n in names if "sandbox" in n]
