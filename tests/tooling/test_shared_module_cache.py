@@ -6,18 +6,15 @@ payloads, only through a directory this user alone can write."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from ansible.errors import AnsibleError
+from playbook_runs import ROOT, needs_playbook, run_playbook
 
 import shared_module_cache as smc
 
-ROOT = Path(__file__).resolve().parents[2]
 PLUGINS = ROOT / 'tools' / 'ansible_plugins' / 'callback'
-PLAYBOOK = Path(sys.executable).with_name('ansible-playbook')
 
 PLAY = """\
 - hosts: localhost
@@ -85,21 +82,18 @@ def test_a_directory_only_its_owner_can_write_is_used(tmp_path, mode):
 
 
 def run(tmp_path, shared=None):
+    """The play on localhost with the plugin; without `shared`, ONPREM_MODULE_CACHE is empty."""
     (tmp_path / 'play.yml').write_text(PLAY)
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg'), ANSIBLE_CALLBACK_PLUGINS=str(PLUGINS),
-               ANSIBLE_LOCAL_TEMP=str(tmp_path / 'local-tmp'), ANSIBLE_NOCOLOR='1')
-    env.pop(smc.ENV, None)
-    if shared is not None:
-        env[smc.ENV] = str(shared)
-    return subprocess.run([str(PLAYBOOK), '-i', 'localhost,', '-c', 'local', '-e',
-                           f'ansible_python_interpreter={sys.executable}', str(tmp_path / 'play.yml')],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
+    return run_playbook(['-i', 'localhost,', '-c', 'local', '-e', f'ansible_python_interpreter={sys.executable}', 'play.yml'],
+                        tmp_path, timeout=120, ANSIBLE_CALLBACK_PLUGINS=str(PLUGINS),
+                        ANSIBLE_LOCAL_TEMP=str(tmp_path / 'local-tmp'), **{smc.ENV: str(shared or '')})
 
 
 def payloads(shared):
     return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in shared.iterdir() if not p.name.endswith('.lock')}
 
 
+@needs_playbook
 def test_runs_share_their_payloads_and_the_second_builds_none(tmp_path):
     shared = shared_dir(tmp_path)
     first = run(tmp_path, shared)
@@ -114,6 +108,7 @@ def test_runs_share_their_payloads_and_the_second_builds_none(tmp_path):
     assert list((tmp_path / 'local-tmp').iterdir()) == []
 
 
+@needs_playbook
 def test_without_the_variable_the_plugin_shares_nothing(tmp_path):
     shared = shared_dir(tmp_path)
     result = run(tmp_path)
@@ -121,6 +116,7 @@ def test_without_the_variable_the_plugin_shares_nothing(tmp_path):
     assert list(shared.iterdir()) == []
 
 
+@needs_playbook
 def test_a_run_with_a_directory_others_can_write_shares_nothing_and_says_why(tmp_path):
     # ansible-core turns a callback's error into a warning: the run goes on, building its own payloads.
     shared = shared_dir(tmp_path, 0o777)
