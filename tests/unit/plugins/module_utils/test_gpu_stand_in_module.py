@@ -2,10 +2,13 @@
 # Copyright (c) onprem.deepseek contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The stand-in kernel module and nvidia-smi of the gpu_stack / gpu_reboot scenarios speak the
-formats that _gpu_facts parses, and the nvidia-smi stand-in fails like the real one on a module mismatch."""
+formats that _gpu_facts parses, and the nvidia-smi stand-in fails like the real one on a module mismatch.
+The repository builder keeps each package by its control file and the files it packs, so builds that
+differ elsewhere share it, and any change to what the package holds is a new entry."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -129,3 +132,47 @@ def test_dcgm_exporter_stand_in_serves_each_field_of_its_file_for_each_replayed_
     assert re.match(r'DCGM_FI_DEV_XID_ERRORS\{gpu="0",UUID="GPU-[0-9a-f-]+",pci_bus_id="[0-9A-F:.]+",device="nvidia0",'
                     r'modelName="NVIDIA H100[^"]*",Hostname="[^"]+"\} 0$', xid[0]), xid[0]
     assert '36 fields for 8 GPUs on 127.0.0.1:%d' % port in out
+
+
+# --- the builder's package cache ----------------------------------------------------------------
+
+SMI_PKG = dict(name='nvidia-smi', version='535.161.08-1', files=[('nvidia-smi', '/usr/bin/')])
+
+
+def cache_key(path, smi='#!/bin/sh\necho 535.161.08\n', mode=0o755, others=None, pkg=None):
+    path.mkdir()
+    (path / 'nvidia-smi').write_text(smi)
+    os.chmod(path / 'nvidia-smi', mode)
+    for name, text in (others or {}).items():
+        (path / name).write_text(text)
+    return BUILD_REPO._cache_key(pkg or SMI_PKG, path)
+
+
+def test_files_the_package_does_not_pack_leave_its_key_alone(tmp_path):
+    # A DCGM build, or another driver's module loader, beside it: the same nvidia-smi package.
+    assert cache_key(tmp_path / 'a') == cache_key(tmp_path / 'b', others={'dcgm-exporter': 'x', 'version.json': '{}'})
+
+
+@pytest.mark.parametrize('change', [{'smi': '#!/bin/sh\necho 535.183.01\n'}, {'mode': 0o644},
+                                    {'pkg': dict(SMI_PKG, version='535.183.01-1')}])
+def test_the_content_or_mode_of_a_packed_file_or_the_control_file_changes_its_key(tmp_path, change):
+    assert cache_key(tmp_path / 'a') != cache_key(tmp_path / 'b', **change)
+
+
+def test_a_package_without_files_is_kept_by_its_control_file(tmp_path):
+    pkg = dict(name='libnvinfer8', version='8.6.1.6-1+cuda12.0')
+    assert BUILD_REPO._cache_key(pkg, tmp_path) == BUILD_REPO._cache_key(pkg, tmp_path / 'elsewhere')
+
+
+def test_a_cache_entry_is_stored_once_and_copied_back(tmp_path, monkeypatch):
+    monkeypatch.setattr(BUILD_REPO, 'DEB_CACHE', str(tmp_path / 'cache'))
+    built, other = tmp_path / 'built', tmp_path / 'other'
+    built.mkdir()
+    other.mkdir()
+    assert not BUILD_REPO._from_cache('k1', other)
+    (built / 'nvidia-smi_535.161.08-1_amd64.deb').write_bytes(b'deb')
+    BUILD_REPO._to_cache('nvidia-smi', 'k1', built)
+    (built / 'nvidia-smi_535.161.08-1_amd64.deb').write_bytes(b'another build')
+    BUILD_REPO._to_cache('nvidia-smi', 'k1', built)  # an entry is never replaced
+    assert BUILD_REPO._from_cache('k1', other)
+    assert (other / 'nvidia-smi_535.161.08-1_amd64.deb').read_bytes() == b'deb'
