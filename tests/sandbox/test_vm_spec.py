@@ -105,7 +105,7 @@ def test_qemu_command_line_has_the_transports_that_report_nvme_sas_sata():
     assert "-m 1024 -smp 2 -nodefaults" in line
     assert "-no-reboot" not in argv  # a reboot must restart the guest in place
     assert "-kernel /s/vmlinuz -initrd /s/initrd.img" in line
-    assert argv[argv.index("-append") + 1] == "root=/dev/vda rw console=ttyS0 loglevel=4 panic=10"
+    assert argv[argv.index("-append") + 1] == "root=/dev/vda rw console=ttyS0 loglevel=4 panic=10 norandmaps"
     assert "tap,id=net0,ifname=h0,script=no,downscript=no" in argv
     assert f"virtio-net-pci,netdev=net0,mac={qemu.mac_address('mstor', 'mol-stor-a1')}" in argv
     devices = [argv[i + 1] for i, a in enumerate(argv) if a == "-device"]

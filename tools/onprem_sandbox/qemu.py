@@ -8,7 +8,10 @@ import hashlib
 
 # The guest's root is /dev/vda (virtio-blk); the kernel and initramfs come from the image and
 # are loaded by QEMU directly, so the guest needs no boot loader.
-KERNEL_APPEND = "root=/dev/vda rw console=ttyS0 loglevel=4 panic=10"
+# norandmaps (no address space randomization in the guest): QEMU 7.2's TCG keeps translated code
+# per virtual address, so with randomized mappings every new process translates the interpreter
+# and its libraries again (an Ansible task is mostly a Python start). docs/sandbox-vm.md.
+KERNEL_APPEND = "root=/dev/vda rw console=ttyS0 loglevel=4 panic=10 norandmaps"
 
 # Modules the trimmed initramfs carries: just enough to mount the root. Everything else
 # (nvme, mptsas, ahci, virtio_net, md, dm-crypt) loads from the root filesystem via udev.
