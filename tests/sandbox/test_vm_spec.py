@@ -127,6 +127,8 @@ def test_no_controllers_without_their_disks_and_kvm_when_chosen():
     vm = s.hosts[0]
     argv = qemu.qemu_argv(s, vm, paths(vm), "kvm")
     assert "-accel kvm -cpu host" in " ".join(argv)
+    # Address randomization stays on where the guest's code runs natively.
+    assert argv[argv.index("-append") + 1] == "root=/dev/vda rw console=ttyS0 loglevel=4 panic=10"
     assert "mptsas1068,id=sas0" not in argv and "ahci,id=ahci0" not in argv
 
 

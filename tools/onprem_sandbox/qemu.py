@@ -8,10 +8,11 @@ import hashlib
 
 # The guest's root is /dev/vda (virtio-blk); the kernel and initramfs come from the image and
 # are loaded by QEMU directly, so the guest needs no boot loader.
-# norandmaps (no address space randomization in the guest): QEMU 7.2's TCG keeps translated code
-# per virtual address, so with randomized mappings every new process translates the interpreter
-# and its libraries again (an Ansible task is mostly a Python start). docs/sandbox-vm.md.
-KERNEL_APPEND = "root=/dev/vda rw console=ttyS0 loglevel=4 panic=10 norandmaps"
+KERNEL_APPEND = "root=/dev/vda rw console=ttyS0 loglevel=4 panic=10"
+# Under TCG only, no address space randomization in the guest: QEMU 7.2's TCG keeps translated
+# code per virtual address, so with randomized mappings every new process has the interpreter and
+# its libraries translated again (an Ansible task is mostly a Python start). docs/sandbox-vm.md.
+TCG_KERNEL_APPEND = KERNEL_APPEND + " norandmaps"
 
 # Modules the trimmed initramfs carries: just enough to mount the root. Everything else
 # (nvme, mptsas, ahci, virtio_net, md, dm-crypt) loads from the root filesystem via udev.
@@ -101,7 +102,7 @@ def qemu_argv(spec, host, paths, accel="tcg", qemu="qemu-system-x86_64"):
         "-nodefaults", "-display", "none", "-monitor", "none",
         "-serial", f"file:{paths['console']}",
         "-kernel", str(paths["kernel"]), "-initrd", str(paths["initrd"]),
-        "-append", KERNEL_APPEND,
+        "-append", TCG_KERNEL_APPEND if accel == "tcg" else KERNEL_APPEND,
         "-drive", f"file={paths['root']},if=none,id=rootdisk,format=raw,cache=unsafe",
         "-device", "virtio-blk-pci,drive=rootdisk",
         "-netdev", f"tap,id=net0,ifname={host.link},script=no,downscript=no",
